@@ -1,0 +1,11 @@
+"""mixerkern: fused kernels for attention-free vision MLPs (MLP-Mixer, gMLP, FNet).
+
+>>> from mixerkern import FusedMixerLayer
+>>> layer = FusedMixerLayer(num_patches=64, dim=256)
+"""
+from . import functional, reference
+from .layers import FusedMixerLayer
+from .ops import backend_info, cpu_isa, set_cpu_isa
+
+__version__ = "0.1.0"
+__all__ = ["FusedMixerLayer", "backend_info", "cpu_isa", "set_cpu_isa", "functional", "reference"]

@@ -1,0 +1,52 @@
+"""The fused ops, registered with torch.library under the ``mixerkern`` namespace.
+
+Importing this package defines every op (schema, fake kernel, autograd) and loads the compiled
+CPU kernels. If they cannot be built, each op falls back to its reference math with a one-time
+warning, unless MIXERKERN_REQUIRE_COMPILED=1, which makes that an error.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .. import _extension
+from .channel_mixing import channel_mixing
+from .token_mixing import token_mixing
+
+OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing}
+
+_load_error: str | None = None
+try:
+    _extension.load()
+except Exception as exc:  # noqa: BLE001 - any build/load failure means "use the fallback"
+    if os.environ.get("MIXERKERN_REQUIRE_COMPILED") == "1":
+        raise
+    _load_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    for _op in OPS.values():
+        _op.register_reference_cpu_kernels(_load_error)
+
+
+def cpu_isa() -> str:
+    """The instruction set the compiled CPU kernels dispatch to ('avx512' or 'generic')."""
+    return torch.ops.mixerkern_cpu.get_isa() if _load_error is None else "none"
+
+
+def set_cpu_isa(isa: str) -> str:
+    """Forces the CPU kernels onto 'avx512', 'generic' or 'auto'; returns the ISA now in use.
+
+    The environment variable MIXERKERN_CPU_ISA sets the same thing when the library loads.
+    """
+    if _load_error is not None:
+        raise RuntimeError(f"mixerkern: compiled CPU kernels are not loaded ({_load_error})")
+    return torch.ops.mixerkern_cpu.set_isa(isa)
+
+
+def backend_info() -> dict:
+    """Which implementation serves each op on each device, plus the build's status."""
+    cpu = f"cpp-{cpu_isa()}" if _load_error is None else "reference-fallback"
+    info = {name: {"cpu": cpu} for name in OPS}
+    info["cpu_isa"] = cpu_isa()
+    info["cpu_library"] = str(_extension.build_dir()) if _load_error is None else None
+    info["cpu_load_error"] = _load_error
+    return info

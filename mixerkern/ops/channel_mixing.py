@@ -1,0 +1,17 @@
+"""Channel mixing: ``x + Drop(fc2(GELU(fc1(LN(x)))))`` on every token, mixing across channels.
+
+CPU kernel: csrc/cpu/channel_mixing.cpp.
+"""
+from ..reference import functional as reference
+from ._mixing import MixingOp
+
+
+def _expected_shapes(x_shape, fc1_weight_shape):
+    dim = x_shape[-1]
+    hidden = fc1_weight_shape[0] if len(fc1_weight_shape) == 2 else -1
+    return dict(ln_weight=(dim,), ln_bias=(dim,), fc1_weight=(hidden, dim), fc1_bias=(hidden,),
+                fc2_weight=(dim, hidden), fc2_bias=(dim,))
+
+
+channel_mixing = MixingOp("channel_mixing", reference.channel_mixing, _expected_shapes,
+                          layout="(B, num_patches, dim) with fc1_weight (channel_hidden, dim)")

@@ -1,0 +1,27 @@
+"""Reference math of each fused op, in plain PyTorch ops.
+
+These define exactly what the kernels compute. ``mask`` is the dropout keep-mask (already scaled
+by 1/(1-p)) or None; the fused kernels draw theirs from a counter-based RNG instead, see
+mixerkern/ops/_dropout.py.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def token_mixing(x, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
+                 eps: float = 1e-6, approximate: str = "none", mask=None):
+    """x + Drop(fc2(GELU(fc1(LN(x)^T)))^T): the token MLP mixes across the patch axis (dim 1)."""
+    u = F.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps).transpose(1, 2)
+    z = F.linear(F.gelu(F.linear(u, fc1_weight, fc1_bias), approximate=approximate), fc2_weight, fc2_bias)
+    z = z.transpose(1, 2)
+    return x + (z if mask is None else z * mask)
+
+
+def channel_mixing(x, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
+                   eps: float = 1e-6, approximate: str = "none", mask=None):
+    """x + Drop(fc2(GELU(fc1(LN(x))))): the channel MLP acts on each token independently."""
+    u = F.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps)
+    z = F.linear(F.gelu(F.linear(u, fc1_weight, fc1_bias), approximate=approximate), fc2_weight, fc2_bias)
+    return x + (z if mask is None else z * mask)
