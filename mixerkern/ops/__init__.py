@@ -2,7 +2,8 @@
 
 Importing this package defines every op (schema, fake kernel, autograd) and loads the compiled
 CPU kernels. If they cannot be built, each op falls back to its reference math with a one-time
-warning, unless MIXERKERN_REQUIRE_COMPILED=1, which makes that an error.
+warning, unless MIXERKERN_REQUIRE_COMPILED=1, which makes that an error. MIXERKERN_DISABLE_CPP=1
+skips the compiled kernels on purpose (to test or debug the fallback).
 """
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ from .token_mixing import token_mixing
 OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing}
 
 _load_error: str | None = None
-try:
-    _extension.load()
-except Exception as exc:  # noqa: BLE001 - any build/load failure means "use the fallback"
-    if os.environ.get("MIXERKERN_REQUIRE_COMPILED") == "1":
-        raise
-    _load_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+if os.environ.get("MIXERKERN_DISABLE_CPP") == "1":
+    _load_error = "disabled by MIXERKERN_DISABLE_CPP=1"
+else:
+    try:
+        _extension.load()
+    except Exception as exc:  # noqa: BLE001 - any build/load failure means "use the fallback"
+        if os.environ.get("MIXERKERN_REQUIRE_COMPILED") == "1":
+            raise
+        lines = str(exc).strip().splitlines()
+        _load_error = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+if _load_error is not None:
     for _op in OPS.values():
         _op.register_reference_cpu_kernels(_load_error)
 
