@@ -6,6 +6,9 @@
 from . import functional, reference
 from .layers import FusedMixerLayer
 from .ops import backend_info, cpu_isa, set_cpu_isa
+from . import models
+from .fuse import fuse, unfuse
 
 __version__ = "0.1.0"
-__all__ = ["FusedMixerLayer", "backend_info", "cpu_isa", "set_cpu_isa", "functional", "reference"]
+__all__ = ["FusedMixerLayer", "backend_info", "cpu_isa", "set_cpu_isa", "functional", "reference",
+           "models", "fuse", "unfuse"]

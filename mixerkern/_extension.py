@@ -1,11 +1,12 @@
 """Builds and loads the C++ kernels (csrc/) with torch's JIT extension loader.
 
 The build is cached per torch/python version under ~/.cache/mixerkern (override with
-MIXERKERN_BUILD_DIR); ninja rebuilds only what changed. ``python -m mixerkern.build`` runs it ahead
+MIXERKERN_BUILD_DIR; MIXERKERN_BUILD_VERBOSE=1 shows the compiler); ninja rebuilds only what changed. ``python -m mixerkern.build`` runs it ahead
 of time. Only CPU sources are compiled here; GPU kernels are Triton (mixerkern/ops/triton/).
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -39,15 +40,26 @@ def _is_stale(directory: Path) -> bool:
     return lib.stat().st_mtime < newest
 
 
-def load(verbose: bool = False) -> str:
+def load() -> str:
     """Compiles (if needed) and loads the CPU kernel library; returns its path."""
-    from torch.utils import cpp_extension
-
     directory = build_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    if _is_stale(directory):
-        print(f"mixerkern: compiling the C++ CPU kernels into {directory} (first use only, about a "
-              "minute)...", file=sys.stderr, flush=True)
+    # torch's own build lock is a plain file that a killed build leaves behind, after which every
+    # later load waits forever. Serialize builds with an flock instead (the OS drops it when its
+    # holder dies); whoever holds it knows any torch lock file present is stale.
+    with open(directory / "mixerkern.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        (directory / "lock").unlink(missing_ok=True)
+        if _is_stale(directory):
+            print(f"mixerkern: compiling the C++ CPU kernels into {directory} (first use only, a few "
+                  "minutes)...", file=sys.stderr, flush=True)
+        _build_and_load(directory)
+    return str(directory / f"{NAME}.so")
+
+
+def _build_and_load(directory: Path) -> None:
+    from torch.utils import cpp_extension
+
     cpp_extension.load(
         name=NAME,
         sources=[str(s) for s in sources()],
@@ -58,6 +70,5 @@ def load(verbose: bool = False) -> str:
         extra_include_paths=[str(source_dir())],
         build_directory=str(directory),
         is_python_module=False,
-        verbose=verbose,
+        verbose=os.environ.get("MIXERKERN_BUILD_VERBOSE") == "1",
     )
-    return str(directory / f"{NAME}.so")

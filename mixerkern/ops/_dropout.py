@@ -12,7 +12,7 @@ import torch
 _M32 = 0xFFFFFFFF
 
 
-def draw_seed(device: torch.device | str = "cpu") -> torch.Tensor:
+def draw_seed() -> torch.Tensor:
     """One 64-bit seed from torch's generator, as a 0-dim int64 CPU tensor."""
     return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)
 

@@ -47,8 +47,11 @@ class MixerLayer(nn.Module):
         super().__init__()
         check_layer_args(num_patches, dim, dropout, approximate)
         self.num_patches, self.dim = num_patches, dim
-        self.token_hidden = token_hidden or max(dim // 2, 1)
-        self.channel_hidden = channel_hidden or 4 * dim
+        self.token_hidden = max(dim // 2, 1) if token_hidden is None else token_hidden
+        self.channel_hidden = 4 * dim if channel_hidden is None else channel_hidden
+        if self.token_hidden < 1 or self.channel_hidden < 1:
+            raise ValueError(f"token_hidden and channel_hidden must be >= 1, got {self.token_hidden}, "
+                             f"{self.channel_hidden}")
         self.dropout, self.eps, self.approximate = dropout, eps, approximate
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.mlp_tokens = Mlp(num_patches, self.token_hidden, approximate=approximate)

@@ -1,0 +1,188 @@
+"""Helpers shared by every benchmark module: the configuration grid, providers, precision and thread
+contexts, the matmul "peak" that the roofline is measured against, and recording of one result row.
+
+Numbers are reported, never asserted: a benchmark fails only when a provider computes a wrong result
+(see ``assert_close``), so that a broken kernel cannot produce a fast-looking number.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+import mixerkern
+
+MODEL = "mixer-cifar100"
+BATCH = int(os.environ.get("MIXERKERN_BENCH_BATCH", "128"))
+ALL_CORES = os.cpu_count() or 1
+THREADS = sorted({1, ALL_CORES})
+DTYPES = ("fp32", "bf16")
+PROVIDERS = ("eager", "compile", "fused")  # plain reference, torch.compile(reference), fused ops
+
+# Relative L2 error allowed between a provider and eager on the benchmark input: a sanity bound that
+# a broken kernel (error of order 1) cannot pass. bf16 keeps 8 mantissa bits and the providers round
+# at different points: outputs and most gradients differ by ~5e-3, but LayerNorm weight/bias
+# gradients, sums over B*P = 8192 rows, by ~8e-2 when summed in bf16 (as the reference fallback does).
+REL_TOL = {"fp32": 1e-4, "bf16": 0.15}
+
+ROWS: list[dict] = []  # one per measured config, in run order; conftest turns them into the summary
+FAILURES: list[str] = []  # "test id: error" of configs that failed, so the summary cannot hide them
+
+
+def precision(dtype: str):
+    """fp32 runs as is; bf16 runs under CPU autocast, as a bf16 training/inference script would."""
+    if dtype == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fused_backend() -> str:
+    """'cpp-<isa>' when the fused ops run compiled kernels, 'reference-fallback' when they do not."""
+    info = mixerkern.backend_info()
+    backends = {info[op]["cpu"] for op in mixerkern.ops.OPS}
+    return backends.pop() if len(backends) == 1 else "/".join(sorted(backends))
+
+
+def fused_is_fallback() -> bool:
+    return "reference-fallback" in fused_backend()
+
+
+@functools.cache
+def _warn_fallback() -> None:
+    reason = mixerkern.backend_info()["cpu_load_error"]
+    warnings.warn(f"mixerkern benchmarks: the fused ops run on the REFERENCE FALLBACK ({reason}), not "
+                  "on compiled kernels; 'fused' rows are marked [fallback] and say nothing about the "
+                  "kernels' speed.", RuntimeWarning, stacklevel=2)
+
+
+def provider_label(provider: str) -> str:
+    """The name a row is reported under; fused rows on the fallback are marked, never passed off."""
+    if provider == "fused" and fused_is_fallback():
+        _warn_fallback()
+        return "fused[fallback]"
+    return provider
+
+
+_compiled_at_threads: list[int] = []  # the thread count dynamo's cached graphs were compiled for
+
+
+def prepare_compiled(threads: int) -> None:
+    """Call before running torch.compile'd code with ``threads`` threads.
+
+    Inductor's CPU kernels hard-code torch.get_num_threads() at compile time, but dynamo does not
+    guard on it: a model compiled at 1 thread would silently be reused, single-threaded, at 2.
+    So dynamo's cache is cleared whenever the thread count changes, and the compiled models
+    recompile on their next (warm-up) call; inductor's on-disk cache is keyed by thread count.
+    Tests run grouped by thread count, so this happens once per count. (Inductor's
+    ``cpp.dynamic_threads`` would avoid the recompiles, but ran up to ~20% slower at 2 threads here.)
+    """
+    if _compiled_at_threads and _compiled_at_threads[-1] != threads:
+        torch._dynamo.reset()
+    _compiled_at_threads[:] = [threads]
+
+
+@contextlib.contextmanager
+def num_threads(threads: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@functools.cache
+def matmul_gflops(threads: int, dtype: str, n: int = 1024, reps: int = 5) -> float:
+    """Best-of-``reps`` rate of an n^3 torch matmul (2 n^3 FLOPs): what this CPU + torch can reach."""
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=gen).to(torch_dtype) for _ in range(2))
+    with num_threads(threads):
+        a @ b  # warm-up: thread pool, oneDNN/BLAS dispatch
+        best = float("inf")
+        for _ in range(reps):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def peak_gflops(threads: int, dtype: str) -> float:
+    """Roofline denominator. For bf16, the faster of the fp32 and bf16 matmul: without AVX512-BF16
+    torch emulates bf16 GEMMs (much slower than fp32), and a bf16 kernel is free to compute in fp32,
+    so dividing by the bf16 rate alone would overstate efficiency."""
+    fp32 = matmul_gflops(threads, "fp32")
+    return fp32 if dtype == "fp32" else max(fp32, matmul_gflops(threads, "bf16"))
+
+
+def run_pedantic(benchmark, fn, *, rounds: int, warmup_rounds: int):
+    """Times ``fn``; warm-up calls (which absorb torch.compile) are not timed. Returns its result."""
+    return benchmark.pedantic(fn, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+
+
+def record(benchmark, *, model: str, mode: str, dtype: str, threads: int, provider: str,
+           batch: int, flops: float, **extra) -> dict | None:
+    """Derives the reported metrics from the timing and stores them in ``benchmark.extra_info``.
+
+    ``flops`` is the useful GEMM work of one call (a training step counts 3x the forward: the forward
+    GEMM plus one GEMM each for the input and weight gradients).
+    """
+    metadata = getattr(benchmark, "stats", None)
+    if not metadata:  # --benchmark-disable: the function ran once, untimed
+        return None
+    seconds = metadata.stats.mean
+    gflops = flops / seconds / 1e9
+    peak = peak_gflops(threads, dtype)
+    row = dict(model=model, mode=mode, dtype=dtype, threads=threads, provider=provider,
+               label=provider_label(provider), fused_backend=fused_backend(), batch=batch,
+               ms_per_batch=seconds * 1e3, img_per_s_per_core=batch / seconds / threads,
+               gflops_per_s=gflops,
+               roofline_pct=100 * gflops / peak, peak_gflops_per_s=peak,
+               matmul_fp32_gflops_per_s=matmul_gflops(threads, "fp32"),
+               matmul_bf16_gflops_per_s=matmul_gflops(threads, "bf16"), **extra)
+    benchmark.extra_info.update(row)
+    row["extra_info"] = benchmark.extra_info  # conftest adds the speedups here before results are saved
+    ROWS.append(row)
+    return row
+
+
+def make_batch(model, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images of the model's input shape and random class labels."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, model.stem.in_chans, *model.stem.image_size, generator=gen)
+    return images, torch.randint(0, model.head.out_features, (batch,), generator=gen)
+
+
+def infer(model, forward, images, dtype: str) -> torch.Tensor:
+    """Inference: eval mode (no dropout), no autograd. ``forward`` is ``model`` or its compiled form."""
+    model.eval()
+    with torch.no_grad(), precision(dtype):
+        return forward(images)
+
+
+def train_step(model, forward, optimizer, images, labels, dtype: str) -> torch.Tensor:
+    """One training step; autocast covers forward and loss only, as torch's AMP recipe prescribes."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    with precision(dtype):
+        loss = F.cross_entropy(forward(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    actual, expected = actual.detach().double(), expected.detach().double()
+    return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
+
+
+def assert_close(actual, expected, dtype: str, what: str) -> None:
+    """Sanity check (not a unit test): relative L2 error within the precision's tolerance."""
+    assert torch.isfinite(actual).all(), f"{what}: non-finite values"
+    err = rel_error(actual, expected)
+    assert err <= REL_TOL[dtype], f"{what}: relative error {err:.2e} > {REL_TOL[dtype]:.0e} vs eager"

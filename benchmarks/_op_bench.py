@@ -1,0 +1,101 @@
+"""Op-level benchmark shared by test_token_mixing.py and test_channel_mixing.py (one file per op).
+
+Each op runs at the shapes it has in the mixer-cifar100 model's first block (x: (B, P, D)), 1 thread,
+with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.compile of that) and
+``fused`` (mixerkern.functional). Passes:
+
+* ``fwd``: the forward as it runs in training (inputs require grad, so autograd records the graph
+  and saves what backward needs); one torch.compile graph then serves both passes.
+* ``fwd+bwd``: that forward plus ``torch.autograd.grad`` of all 7 inputs.
+
+No dropout (dropout_p = 0): the reference takes an explicit mask while the fused op draws its own,
+so only p = 0 is the same work for every provider; the model-level benchmark covers dropout.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+import mixerkern
+from mixerkern.models import create_model
+from mixerkern.reference import MixerLayer
+from mixerkern.reference import functional as reference
+
+from ._common import (BATCH, DTYPES, MODEL, PROVIDERS, assert_close, precision, prepare_compiled,
+                      record, run_pedantic)
+
+PASSES = ("fwd", "fwd+bwd")
+THREADS = 1
+ROUNDS, WARMUP_ROUNDS = 10, 2  # one call is a few ms to ~0.1 s
+CONFIGS = [(pass_, dtype, provider) for pass_ in PASSES for dtype in DTYPES for provider in PROVIDERS]
+
+
+class OpBench:
+    """Inputs, the three providers and the FLOP count of one op at the benchmark shapes."""
+
+    def __init__(self, op: str):
+        with torch.device("meta"):  # only the architecture is needed from the model
+            config = create_model(MODEL, fused=False).blocks[0].config()
+        torch.manual_seed(0)
+        layer = MixerLayer(**config)  # nn.Linear/LayerNorm initialisation of the parameters
+        token = op == "token_mixing"
+        norm, mlp = (layer.norm1, layer.mlp_tokens) if token else (layer.norm2, layer.mlp_channels)
+        patches, dim = config["num_patches"], config["dim"]
+        x = torch.randn(BATCH, patches, dim)
+        params = (norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias)
+        self.inputs = tuple(t.detach().clone().requires_grad_() for t in (x, *params))
+        grad_out = torch.randn(BATCH, patches, dim)
+        self.grad_out = {torch.float32: grad_out, torch.bfloat16: grad_out.bfloat16()}
+        # Two GEMMs of hidden x in_features per row, 2 FLOPs per multiply-add; the token MLP has
+        # B*D rows of length P, the channel MLP B*P rows of length D: 4*B*P*D*hidden either way.
+        hidden = mlp.fc1.out_features
+        self.forward_flops = 4 * BATCH * patches * dim * hidden
+        kwargs = dict(eps=config["eps"], approximate=config["approximate"])
+        fused_op, reference_op = getattr(mixerkern.functional, op), getattr(reference, op)
+
+        def eager(*inputs):
+            return reference_op(*inputs, **kwargs)
+
+        def fused(*inputs):
+            return fused_op(*inputs, **kwargs, dropout_p=0.0)
+
+        self.providers = dict(eager=eager, compile=torch.compile(eager), fused=fused)
+        self.checked: set[tuple] = set()
+
+    def run(self, provider: str, pass_: str, dtype: str) -> tuple[torch.Tensor, ...]:
+        """The output, then (fwd+bwd) the gradients of every input."""
+        with precision(dtype):
+            out = self.providers[provider](*self.inputs)
+        if pass_ == "fwd":
+            return (out,)
+        return (out, *torch.autograd.grad(out, self.inputs, self.grad_out[out.dtype]))
+
+    def check(self, provider: str, pass_: str, dtype: str, what: str) -> None:
+        if provider == "eager" or (provider, pass_, dtype) in self.checked:
+            return
+        self.checked.add((provider, pass_, dtype))
+        names = ("output", "grad x", "grad ln_weight", "grad ln_bias", "grad fc1_weight",
+                 "grad fc1_bias", "grad fc2_weight", "grad fc2_bias")
+        for name, actual, expected in zip(names, self.run(provider, pass_, dtype),
+                                          self.run("eager", pass_, dtype)):
+            assert_close(actual, expected, dtype, f"{what}: {name}")
+
+
+@functools.cache
+def op_bench(op: str) -> OpBench:
+    return OpBench(op)
+
+
+def run_op_benchmark(benchmark, op: str, pass_: str, dtype: str, provider: str) -> None:
+    bench = op_bench(op)
+    benchmark.group = f"{op} {pass_} {dtype} threads={THREADS}"
+    torch.set_num_threads(THREADS)
+    if provider == "compile":
+        prepare_compiled(THREADS)
+    bench.check(provider, pass_, dtype, f"{op} {pass_} {dtype} {provider}")
+    run_pedantic(benchmark, lambda: bench.run(provider, pass_, dtype), rounds=ROUNDS,
+                 warmup_rounds=WARMUP_ROUNDS)
+    flops = bench.forward_flops * (3 if pass_ == "fwd+bwd" else 1)  # backward: 2 GEMMs per forward GEMM
+    record(benchmark, model=op, mode=pass_, dtype=dtype, threads=THREADS, provider=provider,
+           batch=BATCH, flops=flops)

@@ -1,0 +1,99 @@
+"""The end-of-session summary: one table row per measured config, with speedups against the eager and
+compile rows of the same (model, mode, dtype, threads), printed and written as Markdown and JSON."""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from . import _common
+
+COLUMNS = (  # (header, row key, format)
+    ("model", "model", "{}"), ("mode", "mode", "{}"), ("dtype", "dtype", "{}"),
+    ("threads", "threads", "{}"), ("provider", "label", "{}"), ("ms/batch", "ms_per_batch", "{:.1f}"),
+    ("img/s/core", "img_per_s_per_core", "{:.0f}"), ("GFLOP/s", "gflops_per_s", "{:.1f}"),
+    ("roofline %", "roofline_pct", "{:.1f}"), ("vs eager", "speedup_vs_eager", "{:.2f}x"),
+    ("vs compile", "speedup_vs_compile", "{:.2f}x"), ("saved MiB", "saved_mib", "{:.1f}"),
+    ("step peak MiB", "step_peak_mib", "{:.1f}"),
+)
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """speedup_vs_X = time of provider X / time of this row, for the same model/mode/dtype/threads."""
+    def key(row):
+        return row["model"], row["mode"], row["dtype"], row["threads"]
+
+    times = {(*key(row), row["provider"]): row["ms_per_batch"] for row in rows}
+    for row in rows:
+        for baseline in ("eager", "compile"):
+            other = times.get((*key(row), baseline))
+            if other is not None:
+                row[f"speedup_vs_{baseline}"] = other / row["ms_per_batch"]
+                row["extra_info"][f"speedup_vs_{baseline}"] = row[f"speedup_vs_{baseline}"]
+
+
+def sort_key(row: dict) -> tuple:
+    """Model-level rows first, then ops; within each, by mode, dtype, threads and provider."""
+    order = {name: i for i, name in enumerate(("inference", "train", "fwd", "fwd+bwd", *_common.DTYPES,
+                                                *_common.PROVIDERS))}
+    return (row["model"] != _common.MODEL, row["model"], order[row["mode"]], order[row["dtype"]],
+            row["threads"], order[row["provider"]])
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def header(rows: list[dict]) -> dict:
+    rates = {f"{row['threads']} thread(s)": dict(fp32=round(row["matmul_fp32_gflops_per_s"], 1),
+                                                bf16=round(row["matmul_bf16_gflops_per_s"], 1))
+             for row in sorted(rows, key=lambda row: row["threads"])}
+    return dict(date=datetime.date.today().isoformat(), cpu=cpu_model(), cores=_common.ALL_CORES,
+                torch=torch.__version__, fused_backend=_common.fused_backend(), batch=_common.BATCH,
+                matmul_1024_gflops_per_s=rates)
+
+
+def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
+    lines = [f"{info['date']} | {info['cpu']} | {info['cores']} cores | torch {info['torch']} | "
+             f"fused backend: {info['fused_backend']} | batch {info['batch']}",
+             "", "1024^3 matmul GFLOP/s (roofline peak; bf16 rows use max(fp32, bf16)): "
+             + "; ".join(f"{t}: fp32 {r['fp32']}, bf16 {r['bf16']}"
+                         for t, r in info["matmul_1024_gflops_per_s"].items()), ""]
+    if "reference-fallback" in info["fused_backend"]:
+        lines += ["**WARNING: fused ops ran on the reference fallback, NOT compiled kernels: "
+                  "`fused[fallback]` rows do not measure the kernels.**", ""]
+    lines += ["| " + " | ".join(name for name, _, _ in COLUMNS) + " |",
+              "|" + "|".join("---" if i < 5 else "---:" for i in range(len(COLUMNS))) + "|"]
+    for row in sorted(rows, key=sort_key):
+        cells = [fmt.format(row[key]) if row.get(key) is not None else "" for _, key, fmt in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "img/s/core = batch / mean time / threads. GFLOP/s counts GEMM FLOPs only (train: 3x "
+              "forward). saved MiB: tensors saved for backward (saved_tensors_hooks, excl. params and "
+              "input); step peak MiB: peak RSS growth over 2 training steps in a fresh process (see "
+              "benchmarks/_memory.py)."]
+    if failures:
+        lines += ["", f"**{len(failures)} config(s) FAILED and have no row:**", ""]
+        lines += [f"- {failure}" for failure in failures]
+    return "\n".join(lines)
+
+
+def write(rows: list[dict], failures: list[str], directory: Path) -> tuple[str, Path]:
+    """Writes summary.md and summary.json under ``directory``; returns the text and the .md path."""
+    info = header(rows)
+    text = markdown(rows, failures, info)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "summary.md").write_text(text + "\n")
+    plain_rows = [{k: v for k, v in row.items() if k != "extra_info"} for row in rows]
+    summary = dict(info, rows=plain_rows, failures=failures)
+    (directory / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return text, directory / "summary.md"

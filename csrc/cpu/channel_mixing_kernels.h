@@ -1,0 +1,96 @@
+// Channel mixing on blocks of R rows (tokens) of the (B*P, D) activation matrix, H = channel_hidden:
+//   U = LN(X)    A = GELU(U W1^T + b1) (R x H)    out = X + Drop(A W2^T + b2)
+// Backward recomputes U and A and regenerates the dropout mask:
+//   dZ = G * mask                 dW2 += dZ^T A     db2 += colsum(dZ)
+//   dH = (dZ W2) * GELU'(H)       dW1 += dH^T U     db1 += colsum(dH)
+//   dU = dH W1                    dX = G + LN^T(dU)
+// Every product maps onto gemm() with strided A views, so nothing is transposed per block.
+#pragma once
+#include "token_mixing_kernels.h"
+
+namespace mixerkern { namespace cpu { namespace MK_ISA {
+
+template <class T>
+void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch) {
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  using M = typename V::Mask;
+  const int D = a.dim, H = a.hidden;
+  const int64_t rows = a.batch * a.patches;
+  const Dropout drop = make_dropout(a);
+  S* u = scratch;                       // R x D
+  S* act = u + kChannelRowBlock * D;    // R x H
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t r0 = blk * kChannelRowBlock;
+    const int R = int(imin64(kChannelRowBlock, rows - r0));
+    const T* x = a.x + r0 * D;
+    T* out = a.out + r0 * D;
+    for (int r = 0; r < R; ++r) {
+      S mean, rstd;
+      row_stats<V>(x + r * D, D, a.eps, &mean, &rstd);
+      row_normalize<V>(x + r * D, D, mean, rstd, a.ln_w, a.ln_b, u + r * D);
+    }
+    gemm<V>(R, H, D, u, D, 1, a.w1t, H, [&](int i, int j, V v, M m) {  // A = GELU(U W1^T + b1)
+      gelu(v + V::load(a.b1 + j, m), a.tanh_gelu, (V*)nullptr).store(act + i * H + j, m);
+    });
+    gemm<V>(R, D, H, act, H, 1, a.w2t, D, [&](int i, int j, V v, M m) {  // out = X + Drop(A W2^T + b2)
+      V z = v + V::load(a.b2 + j, m);
+      if (drop.enabled) z = z * drop.factor<V>(uint64_t((r0 + i) * D + j));
+      store_as(out + i * D + j, load_as(x + i * D + j, m) + z, m);
+    });
+  }
+}
+
+template <class T>
+void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch,
+                             const GradPartials<compute_t<T>>& g) {
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  using M = typename V::Mask;
+  const int D = a.dim, H = a.hidden;
+  const int64_t rows = a.batch * a.patches;
+  const Dropout drop = make_dropout(a);
+  constexpr int RB = kChannelRowBlock;
+  S* u = scratch;          // R x D   LN(X)
+  S* dz = u + RB * D;      // R x D   G * mask
+  S* du = dz + RB * D;     // R x D   dL/dU
+  S* act = du + RB * D;    // R x H   A
+  S* dh = act + RB * H;    // R x H   GELU'(H), then dH
+  S* mean = dh + RB * H;   // R
+  S* rstd = mean + RB;     // R
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t r0 = blk * RB;
+    const int R = int(imin64(RB, rows - r0));
+    const T* x = a.x + r0 * D;
+    const T* gout = a.grad_out + r0 * D;
+    for (int r = 0; r < R; ++r) {
+      row_stats<V>(x + r * D, D, a.eps, mean + r, rstd + r);
+      row_normalize<V>(x + r * D, D, mean[r], rstd[r], a.ln_w, a.ln_b, u + r * D);
+      for (int d = 0; d < D; d += kLanes) {
+        const M m = V::mask(D - d);
+        V v = load_as(gout + r * D + d, m);
+        if (drop.enabled) v = v * drop.factor<V>(uint64_t((r0 + r) * D + d));
+        v.store(dz + r * D + d, m);
+      }
+    }
+    gemm<V>(R, H, D, u, D, 1, a.w1t, H, [&](int i, int j, V v, M m) {
+      V grad;
+      gelu(v + V::load(a.b1 + j, m), a.tanh_gelu, &grad).store(act + i * H + j, m);
+      grad.store(dh + i * H + j, m);
+    });
+    add_column_sums<V>(dz, R, D, g.b2);
+    gemm<V>(D, H, R, dz, 1, D, act, H, AccumulateTo<V>{g.w2, H});  // dW2 += dZ^T A
+    gemm<V>(R, H, D, dz, D, 1, a.w2, H, [&](int i, int j, V v, M m) {  // dH = (dZ W2) * GELU'(H)
+      S* p = dh + i * H + j;
+      (v * V::load(p, m)).store(p, m);
+    });
+    add_column_sums<V>(dh, R, H, g.b1);
+    gemm<V>(H, D, R, dh, 1, H, u, D, AccumulateTo<V>{g.w1, D});  // dW1 += dH^T U
+    gemm<V>(R, D, H, dh, H, 1, a.w1, D, StoreTo<V>{du, D});      // dU = dH W1
+    for (int r = 0; r < R; ++r)
+      row_layernorm_backward<V>(x + r * D, du + r * D, gout + r * D, D, a.ln_w, mean[r], rstd[r], g.ln_w, g.ln_b,
+                                a.out + (r0 + r) * D);
+  }
+}
+
+}}}  // namespace mixerkern::cpu::MK_ISA

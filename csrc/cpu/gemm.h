@@ -1,0 +1,123 @@
+// Register-blocked GEMM with a fused epilogue: C = A B, then epi(i, j, C[i, j:j+16], mask).
+//   A(i, k) = A[i * a_rs + k * a_cs]   (any strides: row-major, column-major or transposed views)
+//   B(k, j) = B[k * ldb + j]           (row-major)
+// Each MR x (NV*16) tile of C lives in registers for the whole K loop: per k it loads NV vectors of
+// B and broadcasts MR scalars of A into MR*NV FMAs. Nothing is written to memory except through
+// the epilogue, which is where bias, GELU, dropout, residuals and accumulation are fused.
+#pragma once
+#include "vec.h"
+
+namespace mixerkern { namespace cpu { namespace MK_ISA {
+
+constexpr int kTileRows = 6;   // MR: 6 x 4 accumulators + 4 B vectors + 1 broadcast fit 32 zmm
+constexpr int kTileVecs = 4;   // NV: 64 columns of fp32
+
+template <int MR, int NV, class V, class Epi, class S = typename V::scalar>
+inline void gemm_tile(int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B, int64_t ldb,
+                      typename V::Mask tail, int i0, int j0, Epi& epi) {
+  V acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+  for (int k = 0; k < K; ++k) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV - 1; ++j) b[j] = V::load(B + j * kLanes);
+    b[NV - 1] = V::load(B + (NV - 1) * kLanes, tail);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V a = V::set1(A[i * a_rs]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = fmadd(a, b[j], acc[i][j]);
+    }
+    A += a_cs;
+    B += ldb;
+  }
+  const typename V::Mask full = V::mask(kLanes);
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) epi(i0 + i, j0 + j * kLanes, acc[i][j], j == NV - 1 ? tail : full);
+}
+
+// All row tiles of one column strip of NV vectors. Remainder rows use 4/2/1-row tiles, so only
+// those variants are instantiated (compile time grows with every (MR, NV, epilogue) combination).
+template <int NV, class V, class Epi, class S>
+inline void gemm_strip(int M, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B, int64_t ldb,
+                       typename V::Mask tail, int j0, Epi& epi) {
+  int i0 = 0;
+  for (; i0 + kTileRows <= M; i0 += kTileRows)
+    gemm_tile<kTileRows, NV, V>(K, A + i0 * a_rs, a_rs, a_cs, B, ldb, tail, i0, j0, epi);
+  for (; i0 + 4 <= M; i0 += 4) gemm_tile<4, NV, V>(K, A + i0 * a_rs, a_rs, a_cs, B, ldb, tail, i0, j0, epi);
+  for (; i0 + 2 <= M; i0 += 2) gemm_tile<2, NV, V>(K, A + i0 * a_rs, a_rs, a_cs, B, ldb, tail, i0, j0, epi);
+  for (; i0 < M; ++i0) gemm_tile<1, NV, V>(K, A + i0 * a_rs, a_rs, a_cs, B, ldb, tail, i0, j0, epi);
+}
+
+// C (M x N) = A (M x K) B (K x N), delivered to `epi` one 16-column vector at a time.
+#if defined(MK_AVX512)
+template <class V, class Epi, class S = typename V::scalar>
+void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B, int64_t ldb, Epi&& epi) {
+  static_assert(kTileVecs == 4, "strips below are 4, 2 and 1 vectors wide");
+  const typename V::Mask full = V::mask(kLanes);
+  const int nvec = ceil_div(N, kLanes);
+  const typename V::Mask last = V::mask(N - (nvec - 1) * kLanes);
+  for (int jv = 0; jv < nvec;) {  // one K x 64 strip of B stays hot across all row tiles
+    const int width = nvec - jv >= 4 ? 4 : nvec - jv >= 2 ? 2 : 1;
+    const typename V::Mask tail = jv + width == nvec ? last : full;
+    const int j0 = jv * kLanes;
+    if (width == 4) gemm_strip<4, V>(M, K, A, a_rs, a_cs, B + j0, ldb, tail, j0, epi);
+    else if (width == 2) gemm_strip<2, V>(M, K, A, a_rs, a_cs, B + j0, ldb, tail, j0, epi);
+    else gemm_strip<1, V>(M, K, A, a_rs, a_cs, B + j0, ldb, tail, j0, epi);
+    jv += width;
+  }
+}
+#else
+// Portable build: one output row at a time in a small buffer, loops the compiler vectorizes for
+// the baseline ISA. Far simpler to compile than register tiles of 16-lane array "vectors".
+template <class V, class Epi, class S = typename V::scalar>
+void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B, int64_t ldb, Epi&& epi) {
+  constexpr int kCols = 256;
+  S row[kCols];
+  for (int j0 = 0; j0 < N; j0 += kCols) {
+    const int nc = imin(kCols, N - j0);
+    for (int i = 0; i < M; ++i) {
+      for (int j = 0; j < nc; ++j) row[j] = S(0);
+      for (int k = 0; k < K; ++k) {
+        const S a = A[i * a_rs + k * a_cs];
+        const S* b = B + int64_t(k) * ldb + j0;
+        for (int j = 0; j < nc; ++j) row[j] += a * b[j];
+      }
+      for (int j = 0; j < nc; j += kLanes) {
+        const typename V::Mask m = V::mask(nc - j);
+        epi(i, j0 + j, V::load(row + j, m), m);
+      }
+    }
+  }
+}
+#endif
+
+// Common epilogues. Each sees one vector C[i, j:j+16] (mask m marks the live lanes).
+template <class V, class S = typename V::scalar> struct StoreTo {  // C -> dst (row stride ld)
+  S* dst; int64_t ld;
+  void operator()(int i, int j, V v, typename V::Mask m) const { v.store(dst + i * ld + j, m); }
+};
+template <class V, class S = typename V::scalar> struct AccumulateTo {  // dst += C
+  S* dst; int64_t ld;
+  void operator()(int i, int j, V v, typename V::Mask m) const {
+    S* p = dst + i * ld + j;
+    (V::load(p, m) + v).store(p, m);
+  }
+};
+
+// dst (cols x rows) = src (rows x cols)^T, in cache-sized blocks.
+template <class S>
+void transpose(const S* src, int rows, int cols, S* dst) {
+  constexpr int kBlock = 16;
+  for (int i0 = 0; i0 < rows; i0 += kBlock)
+    for (int j0 = 0; j0 < cols; j0 += kBlock)
+      for (int i = i0; i < imin(i0 + kBlock, rows); ++i)
+        for (int j = j0; j < imin(j0 + kBlock, cols); ++j) dst[int64_t(j) * rows + i] = src[int64_t(i) * cols + j];
+}
+
+}}}  // namespace mixerkern::cpu::MK_ISA

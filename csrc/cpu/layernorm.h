@@ -1,0 +1,63 @@
+// Row-wise LayerNorm forward and backward helpers (two-pass statistics in the compute type).
+#pragma once
+#include "vec.h"
+
+namespace mixerkern { namespace cpu { namespace MK_ISA {
+
+// Mean and 1/sqrt(var + eps) of one row of n values.
+template <class V, class T, class S = typename V::scalar>
+inline void row_stats(const T* x, int n, S eps, S* mean, S* rstd) {
+  V acc = V::zero();
+  for (int j = 0; j < n; j += kLanes) acc = acc + load_as(x + j, V::mask(n - j));
+  const S mu = acc.reduce_add() / S(n);
+  V sq = V::zero();
+  const V vmu = V::set1(mu);
+  for (int j = 0; j < n; j += kLanes) {
+    const auto m = V::mask(n - j);
+    const V d = (load_as(x + j, m) - vmu).keep(m);  // lanes past the row must not count
+    sq = fmadd(d, d, sq);
+  }
+  *mean = mu;
+  *rstd = S(1) / std::sqrt(sq.reduce_add() / S(n) + eps);
+}
+
+// y = (x - mean) * rstd * w + b for one row.
+template <class V, class T, class S = typename V::scalar>
+inline void row_normalize(const T* x, int n, S mean, S rstd, const S* w, const S* b, S* y) {
+  const V vmu = V::set1(mean), vr = V::set1(rstd);
+  for (int j = 0; j < n; j += kLanes) {
+    const auto m = V::mask(n - j);
+    const V xhat = (load_as(x + j, m) - vmu) * vr;
+    fmadd(xhat, V::load(w + j, m), V::load(b + j, m)).store(y + j, m);
+  }
+}
+
+// Backward of y = LN(x) for one row, given dy, added to the residual gradient g:
+//   dw += dy xhat, db += dy, dxhat = dy w,
+//   dx = g + rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).
+template <class V, class T, class S = typename V::scalar>
+inline void row_layernorm_backward(const T* x, const S* dy, const T* g, int n, const S* w, S mean, S rstd,
+                                   S* dw, S* db, T* dx) {
+  const V vmu = V::set1(mean), vr = V::set1(rstd);
+  V s1 = V::zero(), s2 = V::zero();
+  for (int j = 0; j < n; j += kLanes) {
+    const auto m = V::mask(n - j);
+    const V xhat = (load_as(x + j, m) - vmu) * vr;
+    const V d = V::load(dy + j, m);
+    const V dxhat = d * V::load(w + j, m);
+    s1 = s1 + dxhat;
+    s2 = fmadd(dxhat, xhat, s2);
+    fmadd(d, xhat, V::load(dw + j, m)).store(dw + j, m);
+    (d + V::load(db + j, m)).store(db + j, m);
+  }
+  const V c1 = V::set1(s1.reduce_add() / S(n)), c2 = V::set1(s2.reduce_add() / S(n));
+  for (int j = 0; j < n; j += kLanes) {
+    const auto m = V::mask(n - j);
+    const V xhat = (load_as(x + j, m) - vmu) * vr;
+    const V dxhat = V::load(dy + j, m) * V::load(w + j, m);
+    const V dxv = load_as(g + j, m) + vr * (dxhat - c1 - xhat * c2);
+    store_as(dx + j, dxv, m);
+  }
+}
+
+}}}  // namespace mixerkern::cpu::MK_ISA

@@ -1,0 +1,200 @@
+#include "mixing_op.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "dispatch.h"
+
+namespace mixerkern { namespace cpu {
+namespace {
+
+const char* op_name(MixingKind kind) { return kind == MixingKind::Token ? "token_mixing" : "channel_mixing"; }
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
+
+struct Params {  // the six parameter tensors, in schema order
+  const at::Tensor &ln_w, &ln_b, &w1, &b1, &w2, &b2;
+};
+
+void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::string_view approximate,
+                  double dropout_p) {
+  const char* name = op_name(kind);
+  TORCH_CHECK(x.dim() == 3, "mixerkern.", name, ": x must be 3-D (B, num_patches, dim), got shape ",
+              shape_str(x.sizes()));
+  const std::pair<const char*, const at::Tensor*> tensors[] = {{"x", &x},         {"ln_weight", &p.ln_w},
+                                                               {"ln_bias", &p.ln_b}, {"fc1_weight", &p.w1},
+                                                               {"fc1_bias", &p.b1},  {"fc2_weight", &p.w2},
+                                                               {"fc2_bias", &p.b2}};
+  for (const auto& [arg, t] : tensors) {
+    TORCH_CHECK(t->device().is_cpu(), "mixerkern.", name, ": ", arg, " must be a CPU tensor, got ", t->device());
+    TORCH_CHECK(t->scalar_type() == x.scalar_type(), "mixerkern.", name, ": ", arg, " has dtype ",
+                t->scalar_type(), " but x has ", x.scalar_type(), "; all must match");
+  }
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kDouble,
+              "mixerkern.", name, ": x must be float32, bfloat16 or float64, got ", x.scalar_type());
+  TORCH_CHECK(p.w1.dim() == 2, "mixerkern.", name, ": fc1_weight must be 2-D, got shape ", shape_str(p.w1.sizes()));
+  const int64_t P = x.size(1), D = x.size(2), H = p.w1.size(0);
+  const int64_t mixed = kind == MixingKind::Token ? P : D;  // the axis the MLP mixes
+  const std::pair<const char*, std::pair<const at::Tensor*, std::vector<int64_t>>> expected[] = {
+      {"ln_weight", {&p.ln_w, {D}}},      {"ln_bias", {&p.ln_b, {D}}}, {"fc1_weight", {&p.w1, {H, mixed}}},
+      {"fc1_bias", {&p.b1, {H}}},         {"fc2_weight", {&p.w2, {mixed, H}}}, {"fc2_bias", {&p.b2, {mixed}}}};
+  for (const auto& [arg, te] : expected)
+    TORCH_CHECK(te.first->sizes() == at::IntArrayRef(te.second), "mixerkern.", name, ": ", arg, " must have shape ",
+                shape_str(te.second), " for x of shape ", shape_str(x.sizes()), " and fc1_weight of shape ",
+                shape_str(p.w1.sizes()), ", got ", shape_str(te.first->sizes()));
+  TORCH_CHECK(H > 0, "mixerkern.", name, ": the hidden size (fc1_weight.size(0)) must be positive");
+  TORCH_CHECK(P < (1 << 30) && D < (1 << 30) && H < (1 << 30), "mixerkern.", name, ": dimensions too large");
+  TORCH_CHECK(approximate == "none" || approximate == "tanh", "mixerkern.", name,
+              ": approximate must be 'none' or 'tanh', got '", std::string(approximate), "'");
+  TORCH_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "mixerkern.", name, ": dropout_p must be in [0, 1), got ",
+              dropout_p);
+}
+
+// Compute-type copies of the parameters in the layouts the kernels read, plus the scalar settings.
+template <class T> struct Prepared {
+  using S = compute_t<T>;
+  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t;
+  MixingArgs<T> args;
+
+  Prepared(const at::Tensor& x, const Params& p, double eps, c10::string_view approximate, double dropout_p,
+           const std::optional<at::Tensor>& seed) {
+    const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
+    auto prep = [&](const at::Tensor& t) { return t.to(ct).contiguous(); };
+    ln_w = prep(p.ln_w); ln_b = prep(p.ln_b); b1 = prep(p.b1); b2 = prep(p.b2);
+    w1 = prep(p.w1); w2 = prep(p.w2);
+    w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
+    args.batch = x.size(0);
+    args.patches = int(x.size(1));
+    args.dim = int(x.size(2));
+    args.hidden = int(w1.size(0));
+    args.ln_w = ln_w.data_ptr<S>(); args.ln_b = ln_b.data_ptr<S>();
+    args.b1 = b1.data_ptr<S>(); args.b2 = b2.data_ptr<S>();
+    args.w1 = w1.data_ptr<S>(); args.w2 = w2.data_ptr<S>();
+    args.w1t = w1t.data_ptr<S>(); args.w2t = w2t.data_ptr<S>();
+    args.eps = S(eps);
+    args.tanh_gelu = approximate == "tanh";
+    if (dropout_p > 0.0) {
+      TORCH_CHECK(seed.has_value() && seed->numel() == 1 && seed->scalar_type() == at::kLong,
+                  "mixerkern: dropout_p > 0 needs a one-element int64 seed tensor");
+      args.dropout = true;
+      args.seed = uint64_t(seed->item<int64_t>());
+      // Same threshold arithmetic as mixerkern/ops/_dropout.py::keep_threshold.
+      args.keep_threshold = uint32_t(std::min<double>(std::floor((1.0 - dropout_p) * 4294967296.0), 4294967295.0));
+      args.keep_scale = float(1.0 / (1.0 - dropout_p));
+    }
+  }
+};
+
+template <class T> const MixingKernels<T>& kernels_for(MixingKind kind) {
+  const KernelTable& table = active_kernels();
+  const OpKernels<T>* ops;
+  if constexpr (std::is_same_v<T, float>) ops = &table.f32;
+  else if constexpr (std::is_same_v<T, double>) ops = &generic_kernel_table().f64;  // see kernel_table.h
+  else ops = &table.b16;
+  return kind == MixingKind::Token ? ops->token : ops->channel;
+}
+
+template <class T> int64_t units(MixingKind kind, const MixingArgs<T>& a) {
+  return kind == MixingKind::Token ? token_units(a.batch, a.patches, a.dim) : channel_units(a.batch, a.patches, a.dim);
+}
+template <class T> size_t scratch_elems(MixingKind kind, const MixingArgs<T>& a, bool backward) {
+  return kind == MixingKind::Token ? token_scratch(a.patches, a.dim, a.hidden, backward)
+                                   : channel_scratch(a.patches, a.dim, a.hidden, backward);
+}
+
+// Our bf16 struct and at::BFloat16 share the same 16-bit layout.
+template <class T> T* data(const at::Tensor& t) {
+  if constexpr (std::is_same_v<T, bf16>) return reinterpret_cast<T*>(t.data_ptr<at::BFloat16>());
+  else return t.data_ptr<T>();
+}
+
+template <class F> void with_storage_type(at::ScalarType st, F&& f) {
+  if (st == at::kFloat) f(float{});
+  else if (st == at::kDouble) f(double{});
+  else f(bf16{});
+}
+
+}  // namespace
+
+at::Tensor mixing_forward(MixingKind kind, const at::Tensor& x_in, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
+                          const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, const at::Tensor& fc2_weight,
+                          const at::Tensor& fc2_bias, double eps, c10::string_view approximate, double dropout_p,
+                          const std::optional<at::Tensor>& seed) {
+  const Params p{ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
+  check_inputs(kind, x_in, p, approximate, dropout_p);
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor out = at::empty_like(x);
+  if (x.numel() == 0) return out;
+  with_storage_type(x.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    using S = compute_t<T>;
+    Prepared<T> prep(x, p, eps, approximate, dropout_p, seed);
+    MixingArgs<T>& a = prep.args;
+    a.x = data<T>(x);
+    a.out = data<T>(out);
+    const auto& k = kernels_for<T>(kind);
+    const size_t scratch = scratch_elems(kind, a, false);
+    at::parallel_for(0, units(kind, a), 1, [&](int64_t u0, int64_t u1) {
+      std::vector<S> buf(scratch);
+      k.forward(a, u0, u1, buf.data());
+    });
+  });
+  return out;
+}
+
+MixingGrads mixing_backward(MixingKind kind, const at::Tensor& grad_out, const at::Tensor& x_in,
+                            const at::Tensor& ln_weight, const at::Tensor& ln_bias, const at::Tensor& fc1_weight,
+                            const at::Tensor& fc1_bias, const at::Tensor& fc2_weight, const at::Tensor& fc2_bias,
+                            double eps, c10::string_view approximate, double dropout_p,
+                            const std::optional<at::Tensor>& seed) {
+  const Params p{ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
+  check_inputs(kind, x_in, p, approximate, dropout_p);
+  TORCH_CHECK(grad_out.sizes() == x_in.sizes() && grad_out.scalar_type() == x_in.scalar_type(),
+              "mixerkern.", op_name(kind), "_backward: grad_out must match x in shape and dtype, got ",
+              shape_str(grad_out.sizes()), " ", grad_out.scalar_type());
+  const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
+  at::Tensor dx = at::empty_like(x);
+  const int64_t D = x.size(2), H = fc1_weight.size(0), n1 = fc1_weight.numel(), n2 = fc2_weight.numel();
+  const int64_t nb2 = fc2_bias.numel();
+  // Per-thread partial sums: [ln_w D | ln_b D | w1 | b1 H | w2 | b2].
+  const int64_t per_thread = 2 * D + n1 + H + n2 + nb2;
+  const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor partials = at::zeros({at::get_num_threads(), per_thread}, x.options().dtype(ct));
+  if (x.numel() > 0) {
+    with_storage_type(x.scalar_type(), [&](auto tag) {
+      using T = decltype(tag);
+      using S = compute_t<T>;
+      Prepared<T> prep(x, p, eps, approximate, dropout_p, seed);
+      MixingArgs<T>& a = prep.args;
+      a.x = data<T>(x);
+      a.grad_out = data<T>(g);
+      a.out = data<T>(dx);
+      const auto& k = kernels_for<T>(kind);
+      const size_t scratch = scratch_elems(kind, a, true);
+      at::parallel_for(0, units(kind, a), 1, [&](int64_t u0, int64_t u1) {
+        std::vector<S> buf(scratch);
+        S* base = partials.data_ptr<S>() + at::get_thread_num() * per_thread;
+        const GradPartials<S> gp{base, base + D, base + 2 * D, base + 2 * D + n1, base + 2 * D + n1 + H,
+                                 base + 2 * D + n1 + H + n2};
+        k.backward(a, u0, u1, buf.data(), gp);
+      });
+    });
+  }
+  const at::Tensor total = partials.sum(0);
+  auto part = [&](int64_t offset, int64_t n) { return total.narrow(0, offset, n); };
+  // Token mixing accumulates dW1 transposed (num_patches x hidden); see token_mixing_kernels.h.
+  at::Tensor dw1 = kind == MixingKind::Token ? part(2 * D, n1).view({fc1_weight.size(1), H}).t()
+                                             : part(2 * D, n1).view(fc1_weight.sizes());
+  auto out = [&](const at::Tensor& t) { return t.to(x.scalar_type()).contiguous(); };
+  return {dx, out(part(0, D)), out(part(D, D)), out(dw1), out(part(2 * D + n1, H)),
+          out(part(2 * D + n1 + H, n2).view(fc2_weight.sizes())), out(part(2 * D + n1 + H + n2, nb2))};
+}
+
+}}  // namespace mixerkern::cpu

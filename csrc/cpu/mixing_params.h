@@ -1,0 +1,71 @@
+// Torch-free interface between the torch glue (mixing_op.cpp) and the per-ISA kernels.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include "types.h"
+
+namespace mixerkern { namespace cpu {
+
+// Everything a token- or channel-mixing kernel needs. x/grad_out/out are (batch, patches, dim)
+// contiguous in the storage type T; parameters are contiguous copies in the compute type S.
+template <class T> struct MixingArgs {
+  using S = compute_t<T>;
+  int64_t batch = 0;
+  int patches = 0, dim = 0, hidden = 0;
+  const T* x = nullptr;
+  const T* grad_out = nullptr;  // backward only
+  T* out = nullptr;             // forward: the output; backward: dx
+  const S *ln_w = nullptr, *ln_b = nullptr, *b1 = nullptr, *b2 = nullptr;
+  const S *w1 = nullptr, *w2 = nullptr;    // fc1/fc2 weights as nn.Linear stores them
+  const S *w1t = nullptr, *w2t = nullptr;  // their transposes
+  S eps = S(1e-6);
+  bool tanh_gelu = false;
+  bool dropout = false;
+  uint64_t seed = 0;
+  uint32_t keep_threshold = 0;
+  float keep_scale = 1.f;
+};
+
+// One thread's partial parameter gradients (compute type), laid out as ParamGradLayout says.
+template <class S> struct GradPartials {
+  S *ln_w, *ln_b, *w1, *b1, *w2, *b2;
+};
+
+// Work is split over `units` (samples for token mixing, row blocks for channel mixing); each call
+// handles units [u0, u1) with `scratch` of scratch_elems(...) compute-type elements.
+template <class T> struct MixingKernels {
+  using S = compute_t<T>;
+  void (*forward)(const MixingArgs<T>&, int64_t u0, int64_t u1, S* scratch);
+  void (*backward)(const MixingArgs<T>&, int64_t u0, int64_t u1, S* scratch, const GradPartials<S>&);
+};
+
+template <class T> struct OpKernels {
+  MixingKernels<T> token, channel;
+};
+
+struct KernelTable {
+  const char* isa;
+  OpKernels<float> f32;
+  OpKernels<bf16> b16;
+  OpKernels<double> f64;  // generic table only
+};
+
+const KernelTable& avx512_kernel_table();
+const KernelTable& generic_kernel_table();
+
+// ---- work split and scratch sizes (shared by glue and kernels) ---------------------------------
+constexpr int kChannelRowBlock = 64;  // rows of (B*P, D) handled together by channel mixing
+
+inline int64_t token_units(int64_t batch, int, int) { return batch; }
+inline int64_t channel_units(int64_t batch, int patches, int) {
+  return (batch * patches + kChannelRowBlock - 1) / kChannelRowBlock;
+}
+inline size_t token_scratch(int P, int D, int H, bool backward) {
+  return backward ? 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P) : size_t(P) * D + size_t(H) * D;
+}
+inline size_t channel_scratch(int, int D, int H, bool backward) {
+  const size_t R = kChannelRowBlock;
+  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
+}
+
+}}  // namespace mixerkern::cpu

@@ -1,0 +1,124 @@
+// Token mixing, one sample at a time (X is P x D, P patches, D channels, H = token_hidden):
+//   U = LN(X) (rows)    A = GELU(W1 U + b1) (H x D)    out = X + Drop(W2 A + b2)
+// The token MLP is a left-multiplication over the patch axis, so X is never transposed.
+// Backward recomputes U and A instead of storing them, and regenerates the dropout mask:
+//   dZ = G * mask                 dW2 += dZ A^T        db2 += rowsum(dZ)
+//   dH = (W2^T dZ) * GELU'(H)     dW1 += dH U^T        db1 += rowsum(dH)
+//   dU = W1^T dH                  dX = G + LN^T(dU)
+// The two NT products (dW2, dW1) take A^T and dH^T as row-major B operands, which is why the
+// backward computes H^T = U^T W1^T directly (same GEMM, transposed roles).
+#pragma once
+#include "dropout.h"
+#include "gemm.h"
+#include "layernorm.h"
+#include "mixing_params.h"
+
+namespace mixerkern { namespace cpu { namespace MK_ISA {
+
+template <class T> Dropout make_dropout(const MixingArgs<T>& a) {
+  Dropout d;
+  d.enabled = a.dropout; d.seed = a.seed; d.threshold = a.keep_threshold; d.scale = a.keep_scale;
+  return d;
+}
+
+// Column sums of a (rows x cols) block, added to acc.
+template <class V, class S = typename V::scalar>
+inline void add_column_sums(const S* src, int rows, int cols, S* acc) {
+  for (int j = 0; j < cols; j += kLanes) {
+    const auto m = V::mask(cols - j);
+    V s = V::load(acc + j, m);
+    for (int i = 0; i < rows; ++i) s = s + V::load(src + int64_t(i) * cols + j, m);
+    s.store(acc + j, m);
+  }
+}
+
+template <class T>
+void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch) {
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  using M = typename V::Mask;
+  const int P = a.patches, D = a.dim, H = a.hidden;
+  const Dropout drop = make_dropout(a);
+  S* u = scratch;        // P x D
+  S* act = u + P * D;    // H x D
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t base = b * P * D;
+    const T* x = a.x + base;
+    T* out = a.out + base;
+    for (int p = 0; p < P; ++p) {
+      S mean, rstd;
+      row_stats<V>(x + p * D, D, a.eps, &mean, &rstd);
+      row_normalize<V>(x + p * D, D, mean, rstd, a.ln_w, a.ln_b, u + p * D);
+    }
+    // A = GELU(W1 U + b1); W1(t, p) = w1t[p H + t].
+    gemm<V>(H, D, P, a.w1t, 1, H, u, D, [&](int i, int j, V v, M m) {
+      gelu(v + V::set1(a.b1[i]), a.tanh_gelu, (V*)nullptr).store(act + i * D + j, m);
+    });
+    // out = X + Drop(W2 A + b2); W2(p, t) = w2t[t P + p].
+    gemm<V>(P, D, H, a.w2t, 1, P, act, D, [&](int i, int j, V v, M m) {
+      V z = v + V::set1(a.b2[i]);
+      if (drop.enabled) z = z * drop.factor<V>(uint64_t(base + int64_t(i) * D + j));
+      store_as(out + i * D + j, load_as(x + i * D + j, m) + z, m);
+    });
+  }
+}
+
+template <class T>
+void token_mixing_backward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch,
+                           const GradPartials<compute_t<T>>& g) {
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  using M = typename V::Mask;
+  const int P = a.patches, D = a.dim, H = a.hidden;
+  const Dropout drop = make_dropout(a);
+  S* u = scratch;             // P x D   LN(X)
+  S* dz = u + P * D;          // P x D   G * mask
+  S* du = dz + P * D;         // P x D   dL/dU
+  S* dh = du + P * D;         // H x D   dL/dH
+  S* act_t = dh + H * D;      // D x H   A^T
+  S* dh_t = act_t + D * H;    // D x H   GELU'(H)^T, then dH^T
+  S* mean = dh_t + D * H;     // P
+  S* rstd = mean + P;         // P
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t base = b * P * D;
+    const T* x = a.x + base;
+    const T* gout = a.grad_out + base;
+    for (int p = 0; p < P; ++p) {
+      row_stats<V>(x + p * D, D, a.eps, mean + p, rstd + p);
+      row_normalize<V>(x + p * D, D, mean[p], rstd[p], a.ln_w, a.ln_b, u + p * D);
+    }
+    // H^T = U^T W1^T (D x H): U^T(d, p) = u[p D + d].
+    gemm<V>(D, H, P, u, 1, D, a.w1t, H, [&](int i, int j, V v, M m) {
+      V grad;
+      gelu(v + V::load(a.b1 + j, m), a.tanh_gelu, &grad).store(act_t + i * H + j, m);
+      grad.store(dh_t + i * H + j, m);
+    });
+    for (int p = 0; p < P; ++p) {
+      S rowsum = 0;
+      for (int d = 0; d < D; d += kLanes) {
+        const M m = V::mask(D - d);
+        V v = load_as(gout + p * D + d, m);
+        if (drop.enabled) v = v * drop.factor<V>(uint64_t(base + int64_t(p) * D + d)).keep(m);
+        v.store(dz + p * D + d, m);
+        rowsum += v.reduce_add();
+      }
+      g.b2[p] += rowsum;
+    }
+    gemm<V>(P, H, D, dz, D, 1, act_t, H, AccumulateTo<V>{g.w2, H});  // dW2 += dZ A^T
+    // dH^T = (dZ^T W2) * GELU'(H)^T: dZ^T(d, p) = dz[p D + d].
+    gemm<V>(D, H, P, dz, 1, D, a.w2, H, [&](int i, int j, V v, M m) {
+      S* p = dh_t + i * H + j;
+      (v * V::load(p, m)).store(p, m);
+    });
+    add_column_sums<V>(dh_t, D, H, g.b1);
+    gemm<V>(P, H, D, u, D, 1, dh_t, H, AccumulateTo<V>{g.w1, H});  // dW1^T += U dH^T (P x H)
+    transpose(dh_t, D, H, dh);
+    // dU = W1^T dH: W1^T(p, t) = w1[t P + p].
+    gemm<V>(P, D, H, a.w1, 1, P, dh, D, StoreTo<V>{du, D});
+    for (int p = 0; p < P; ++p)
+      row_layernorm_backward<V>(x + p * D, du + p * D, gout + p * D, D, a.ln_w, mean[p], rstd[p], g.ln_w, g.ln_b,
+                                a.out + base + p * D);
+  }
+}
+
+}}}  // namespace mixerkern::cpu::MK_ISA

@@ -1,0 +1,58 @@
+"""Block registry: how each MLP family (mixer; later gMLP, FNet) builds its block and counts its FLOPs.
+
+A family registers a :class:`BlockFamily`; the classifier only ever calls ``build`` and ``gemm_flops``,
+so adding a family is one ``register_block`` call. ``build(num_patches, dim, fused, **kwargs)`` must
+accept at least ``dropout`` and ``eps``, and the fused and reference blocks it returns must have
+identical parameter names, so their state_dicts are interchangeable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..layers import FusedMixerLayer
+from ..reference import MixerLayer
+
+
+@dataclass(frozen=True)
+class BlockFamily:
+    build: Callable[..., nn.Module]  # (num_patches, dim, fused: bool, **block_kwargs) -> block
+    gemm_flops: Callable[[nn.Module], int]  # forward GEMM FLOPs of one block on one image
+
+
+BLOCKS: dict[str, BlockFamily] = {}
+
+
+def register_block(name: str, family: BlockFamily) -> None:
+    if name in BLOCKS:
+        raise ValueError(f"block family {name!r} is already registered")
+    BLOCKS[name] = family
+
+
+def get_block_family(name: str) -> BlockFamily:
+    try:
+        return BLOCKS[name]
+    except KeyError:
+        raise ValueError(f"unknown block family {name!r}; available: {sorted(BLOCKS)}") from None
+
+
+def build_block(name: str, num_patches: int, dim: int, fused: bool, **block_kwargs) -> nn.Module:
+    return get_block_family(name).build(num_patches, dim, fused, **block_kwargs)
+
+
+# ---- MLP-Mixer ---------------------------------------------------------------------------------
+def _build_mixer(num_patches: int, dim: int, fused: bool, **kwargs) -> nn.Module:
+    return (FusedMixerLayer if fused else MixerLayer)(num_patches, dim, **kwargs)
+
+
+def _mixer_flops(block: nn.Module) -> int:
+    # Each MLP is two GEMMs of the same size (2 FLOPs per multiply-add): the token MLP maps
+    # P -> token_hidden -> P for each of the D channels, the channel MLP D -> channel_hidden -> D
+    # for each of the P patches.
+    patches, dim = block.num_patches, block.dim
+    return 2 * 2 * patches * dim * (block.token_hidden + block.channel_hidden)
+
+
+register_block("mixer", BlockFamily(build=_build_mixer, gemm_flops=_mixer_flops))

@@ -1,0 +1,111 @@
+"""Patch-based MLP image classifier (the seed's Keras "MLP-Mixer, FNet and gMLP on CIFAR-100" model).
+
+image (B, C, H, W) -> patch embedding (B, P, D) [-> + pos_embed] -> blocks [-> LayerNorm]
+-> mean over patches -> Dropout -> Linear head.
+
+Module names follow timm's ``MlpMixer`` (stem.proj, blocks.N.*, norm, head), so with
+``pos_embed=False, final_norm=True`` timm Mixer checkpoints load with ``strict=True``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import build_block, get_block_family
+
+
+def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, int) and s >= 1 for s in pair):
+        raise ValueError(f"image_size must be a positive int or (height, width), got {size!r}")
+    return pair
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches, each linearly projected to ``dim``: a Conv2d with kernel = stride = patch."""
+
+    def __init__(self, image_size: int | tuple[int, int], patch_size: int, in_chans: int, dim: int):
+        super().__init__()
+        height, width = _pair(image_size)
+        if patch_size < 1 or height % patch_size or width % patch_size:
+            raise ValueError(f"image_size {height}x{width} is not divisible by patch_size {patch_size}")
+        if in_chans < 1 or dim < 1:
+            raise ValueError(f"in_chans and dim must be >= 1, got in_chans={in_chans}, dim={dim}")
+        self.image_size, self.patch_size, self.in_chans = (height, width), patch_size, in_chans
+        self.grid = (height // patch_size, width // patch_size)
+        self.num_patches = self.grid[0] * self.grid[1]
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = (self.in_chans, *self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must have shape (B, in_chans, height, width) = (B, {', '.join(map(str, expected))})"
+                             f", got {tuple(x.shape)}")
+        # (B, D, h, w) -> (B, P, D), patches in row-major order. Made contiguous once here so every
+        # block (and fused kernel) sees its native row-major (B, P, D) layout.
+        return self.proj(x).flatten(2).transpose(1, 2).contiguous()
+
+    def gemm_flops(self) -> int:
+        return 2 * self.num_patches * self.proj.out_channels * self.in_chans * self.patch_size ** 2
+
+
+class MlpClassifier(nn.Module):
+    """Patch embedding + a stack of ``block``-family layers + pooled linear head.
+
+    ``dropout`` is applied before the head and, unless ``block_dropout`` is given, inside the blocks
+    (as in the seed). ``fused`` picks fused or reference blocks; the parameter names are the same.
+    Extra keyword arguments go to the block builder (for mixer: token_hidden, channel_hidden,
+    approximate). ``self.config`` holds the constructor arguments (minus ``fused``) as a plain dict.
+    """
+
+    def __init__(self, *, image_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
+                 num_classes: int = 1000, dim: int = 512, depth: int = 8, block: str = "mixer",
+                 fused: bool = True, dropout: float = 0.0, block_dropout: float | None = None,
+                 pos_embed: bool = False, final_norm: bool = True, eps: float = 1e-6, **block_kwargs):
+        super().__init__()
+        if depth < 0 or num_classes < 1:
+            raise ValueError(f"depth must be >= 0 and num_classes >= 1, got depth={depth}, "
+                             f"num_classes={num_classes}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.config = dict(image_size=image_size, patch_size=patch_size, in_chans=in_chans,
+                           num_classes=num_classes, dim=dim, depth=depth, block=block, dropout=dropout,
+                           block_dropout=block_dropout, pos_embed=pos_embed, final_norm=final_norm, eps=eps,
+                           **block_kwargs)
+        self.block_family = block
+        get_block_family(block)  # fail early, with the list of families, on a bad name
+        self.stem = PatchEmbed(image_size, patch_size, in_chans, dim)
+        num_patches = self.stem.num_patches
+        self.pos_embed = nn.Parameter(torch.empty(1, num_patches, dim)) if pos_embed else None
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        block_dropout = dropout if block_dropout is None else block_dropout
+        self.blocks = nn.Sequential(*(
+            build_block(block, num_patches, dim, fused, dropout=block_dropout, eps=eps, **block_kwargs)
+            for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim, eps=eps) if final_norm else nn.Identity()
+        self.head_drop = nn.Dropout(dropout)
+        self.head = nn.Linear(dim, num_classes)
+
+    @property
+    def num_patches(self) -> int:
+        return self.stem.num_patches
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, H, W) images -> (B, num_patches, dim) token features."""
+        x = self.stem(x)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        return self.norm(self.blocks(x))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(features.mean(dim=1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def gemm_flops(self) -> int:
+        """Forward FLOPs per image of the GEMMs only (multiply-add = 2): stem, every block MLP, head."""
+        family = get_block_family(self.block_family)
+        head = 2 * self.head.in_features * self.head.out_features
+        return self.stem.gemm_flops() + sum(family.gemm_flops(b) for b in self.blocks) + head

@@ -1,0 +1,141 @@
+"""The test contract every mixing op must meet; test_<op>.py subclasses it with the op and shapes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mixerkern
+from conftest import compiled_isas, cpu_isa
+from mixing_checks import (assert_bf16_error_budget, assert_close_to_reference, make_inputs, rel_err,
+                           run_with_grads)
+from mixerkern.ops._dropout import dropout_mask, draw_seed
+
+
+class MixingOpSuite:
+    op = None            # the MixingOp under test
+    shapes = ()          # (batch, patches, dim, hidden) cases, odd ones included
+    small_shape = None   # for gradcheck/opcheck
+
+    def inputs(self, shape, dtype=torch.float32):
+        return make_inputs(self.op.name, *shape, dtype=dtype)
+
+    # ---- correctness against the reference ---------------------------------------------------
+    @pytest.mark.parametrize("isa", compiled_isas() or ["fallback"])
+    def test_fp32_matches_reference(self, isa):
+        for shape in self.shapes:
+            x, params = self.inputs(shape)
+            if isa == "fallback":
+                assert_close_to_reference(self.op, x, params)
+                continue
+            with cpu_isa(isa):
+                assert_close_to_reference(self.op, x, params)
+
+    @pytest.mark.parametrize("approximate", ["none", "tanh"])
+    @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+    def test_gelu_and_dropout_variants(self, approximate, dropout_p):
+        x, params = self.inputs(self.shapes[0])
+        assert_close_to_reference(self.op, x, params, dropout_p=dropout_p, approximate=approximate, eps=1e-5)
+
+    @pytest.mark.parametrize("approximate", ["none", "tanh"])
+    def test_bf16_error_budget(self, approximate):
+        for shape in self.shapes[:2]:
+            x, params = self.inputs(shape, torch.float64)
+            assert_bf16_error_budget(self.op, x, params, approximate)
+
+    def test_bf16_under_autocast_runs_in_bf16(self):
+        x, params = self.inputs(self.shapes[0])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = self.op(x, *params)
+        assert out.dtype == torch.bfloat16
+        assert rel_err(out, self.op.reference(x, *params)) < 2e-2
+
+    def test_gradcheck_float64(self):
+        x, params = self.inputs(self.small_shape, torch.float64)
+        seed = draw_seed()
+        for approximate, p in (("none", 0.0), ("tanh", 0.25)):
+            fn = lambda *t: self.op.forward_op(*t, 1e-5, approximate, p, seed)  # noqa: E731
+            leaves = [t.clone().requires_grad_() for t in (x, *params)]
+            assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+    def test_opcheck(self):
+        for dtype in (torch.float32, torch.bfloat16):
+            x, params = self.inputs(self.small_shape, dtype)
+            leaves = [t.requires_grad_() for t in (x, *params)]
+            torch.library.opcheck(self.op.forward_op, (*leaves, 1e-6, "none", 0.1, draw_seed()))
+
+    def test_generic_path_matches_avx512(self):
+        isas = compiled_isas()
+        if len(isas) < 2:
+            pytest.skip(f"only {isas} available on this CPU")
+        x, params = self.inputs(self.shapes[0])
+        g = torch.randn_like(x)
+        results = {}
+        for isa in isas:
+            with cpu_isa(isa):
+                results[isa] = run_with_grads(self.op, x, params, g)
+        (a_out, a_grads), (b_out, b_grads) = results.values()
+        assert rel_err(a_out, b_out) < 1e-6
+        for ga, gb in zip(a_grads, b_grads):
+            assert rel_err(ga, gb) < 1e-5
+
+    # ---- dropout -----------------------------------------------------------------------------
+    def test_dropout_reproducible_and_statistically_right(self):
+        x, params = self.inputs(self.shapes[0])
+        torch.manual_seed(1)
+        a = self.op(x, *params, dropout_p=0.4)
+        torch.manual_seed(1)
+        b = self.op(x, *params, dropout_p=0.4)
+        c = self.op(x, *params, dropout_p=0.4)
+        assert torch.equal(a, b) and not torch.equal(a, c)
+        mask = dropout_mask(draw_seed(), (64, 256, 256), 0.4)
+        keep = (mask > 0).double().mean().item()
+        assert abs(keep - 0.6) < 5 * (0.6 * 0.4 / mask.numel()) ** 0.5  # within 5 sigma
+        assert torch.allclose(mask[mask > 0], torch.tensor(1 / 0.6))
+
+    # ---- shapes and bad input ----------------------------------------------------------------
+    def test_batch_zero(self):
+        x, params = self.inputs(self.shapes[0])
+        x = x[:0].requires_grad_()
+        out = self.op(x, *params)
+        assert out.shape == x.shape
+        out.sum().backward()
+        assert x.grad.shape == x.shape
+
+    def test_non_contiguous_input(self):
+        b, p, d, h = self.shapes[0]
+        x, params = self.inputs(self.shapes[0])
+        xt = x.transpose(0, 1).contiguous().transpose(0, 1)  # same values, non-contiguous strides
+        assert not xt.is_contiguous()
+        assert rel_err(self.op(xt, *params), self.op.reference(x, *params)) < 1e-5
+
+    def test_nan_propagates_like_reference(self):
+        x, params = self.inputs(self.shapes[0])
+        x[0, 1, 2] = float("nan")
+        out, ref = self.op(x, *params), self.op.reference(x, *params)
+        assert torch.equal(out.isnan(), ref.isnan())
+        assert rel_err(out[~out.isnan()], ref[~ref.isnan()]) < 1e-5
+
+    def test_bad_input_errors_name_the_argument(self):
+        x, params = self.inputs(self.shapes[0])
+        with pytest.raises(ValueError, match=r"x must be 3-D"):
+            self.op(x[0], *params)
+        with pytest.raises(ValueError, match=r"fc1_weight must have shape"):
+            self.op(x, params[0], params[1], params[2][:, :-1], *params[3:])
+        with pytest.raises(ValueError, match=r"ln_weight must have shape"):
+            self.op(x[..., :-1], *params)
+        with pytest.raises(TypeError, match=r"x must be float32, bfloat16 or float64"):
+            self.op(x.half(), *[p.half() for p in params])
+        with pytest.raises(TypeError, match=r"fc2_bias has dtype torch.float64"):
+            self.op(x, *params[:5], params[5].double())
+        with pytest.raises(ValueError, match=r"fc2_weight is on meta"):
+            self.op(x, *params[:4], params[4].to("meta"), params[5])
+
+    def test_compiled_op_rejects_bad_shapes_too(self):
+        """The C++ kernel repeats the checks, for callers that bypass the Python API."""
+        if mixerkern.cpu_isa() == "none":
+            pytest.skip("compiled kernels not loaded")
+        x, params = self.inputs(self.shapes[0])
+        with pytest.raises(RuntimeError, match=r"fc2_bias must have shape"):
+            self.op.forward_op(x, *params[:5], params[5][:-1], 1e-6, "none", 0.0, None)
+        with pytest.raises(RuntimeError, match=r"approximate must be"):
+            self.op.forward_op(x, *params, 1e-6, "sigmoid", 0.0, None)

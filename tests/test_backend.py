@@ -1,0 +1,62 @@
+"""The compiled kernels must be the ones in use: a broken build must never hide behind the fallback."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import mixerkern
+from conftest import FALLBACK_ALLOWED
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+def test_compiled_cpu_kernels_are_active():
+    info = mixerkern.backend_info()
+    if FALLBACK_ALLOWED:
+        pytest.skip(f"MIXERKERN_ALLOW_FALLBACK=1: {info}")
+    assert info["cpu_load_error"] is None, f"C++ kernels failed to load: {info['cpu_load_error']}"
+    for op in ("token_mixing", "channel_mixing"):
+        assert info[op]["cpu"] in ("cpp-avx512", "cpp-generic"), info
+
+
+def test_best_isa_is_chosen_by_default():
+    if mixerkern.cpu_isa() == "none":
+        pytest.skip("compiled kernels not loaded")
+    has_avx512 = "avx512" in torch.backends.cpu.get_cpu_capability().lower()
+    result = run_python("import mixerkern; print(mixerkern.cpu_isa())", MIXERKERN_CPU_ISA="")
+    assert result.stdout.strip().splitlines()[-1] == ("avx512" if has_avx512 else "generic"), result.stderr
+
+
+def test_environment_variable_forces_portable_path():
+    if mixerkern.cpu_isa() == "none":
+        pytest.skip("compiled kernels not loaded")
+    result = run_python("import mixerkern; print(mixerkern.cpu_isa())", MIXERKERN_CPU_ISA="generic")
+    assert result.stdout.strip().splitlines()[-1] == "generic", result.stderr
+    with pytest.raises(RuntimeError, match="isa must be"):
+        mixerkern.set_cpu_isa("sse9")
+
+
+def test_fallback_warns_once_and_reports_itself():
+    code = ("import warnings, torch, mixerkern\n"
+            "from mixerkern import FusedMixerLayer\n"
+            "layer = FusedMixerLayer(8, 16)\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    layer(torch.randn(2, 8, 16)); layer(torch.randn(2, 8, 16))\n"
+            "print(sum('fall back' in str(x.message) for x in w), mixerkern.backend_info()['token_mixing']['cpu'])\n")
+    result = run_python(code, MIXERKERN_DISABLE_CPP="1")
+    assert result.stdout.split() == ["1", "reference-fallback"], result.stderr
+
+
+def test_require_compiled_turns_a_missing_build_into_an_error(tmp_path):
+    # An empty source directory cannot build: with MIXERKERN_REQUIRE_COMPILED=1 import must fail.
+    code = ("import mixerkern._extension as e, pathlib\n"
+            f"e.source_dir = lambda: pathlib.Path({str(tmp_path)!r})\n"
+            "import mixerkern\n")
+    result = run_python(code, MIXERKERN_REQUIRE_COMPILED="1", MIXERKERN_BUILD_DIR=str(tmp_path / "build"))
+    assert result.returncode != 0
