@@ -22,7 +22,10 @@ def source_dir() -> Path:
 
 
 def sources() -> list[Path]:
-    return sorted((source_dir() / "cpu").glob("*.cpp"))
+    found = sorted((source_dir() / "cpu").glob("*.cpp"))
+    if not found:
+        raise FileNotFoundError(f"mixerkern: no C++ sources under {source_dir() / 'cpu'}")
+    return found
 
 
 def build_dir() -> Path:
@@ -65,7 +68,7 @@ def _build_and_load(directory: Path) -> None:
         sources=[str(s) for s in sources()],
         # No -march: each ISA's kernels are compiled for it with `#pragma GCC target` and chosen at
         # run time, so the library runs on any x86-64 CPU.
-        extra_cflags=["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"],
+        extra_cflags=["-O3", "-fopenmp", "-fno-math-errno"],
         extra_ldflags=["-fopenmp"],
         extra_include_paths=[str(source_dir())],
         build_directory=str(directory),

@@ -23,6 +23,9 @@ if os.environ.get("MIXERKERN_DISABLE_CPP") == "1":
 else:
     try:
         _extension.load()
+        for _name in OPS:  # a library that loads but lacks a kernel must not pass as compiled
+            if not torch._C._dispatch_has_kernel_for_dispatch_key(f"mixerkern::{_name}", "CPU"):
+                raise RuntimeError(f"the compiled library registers no CPU kernel for {_name}")
     except Exception as exc:  # noqa: BLE001 - any build/load failure means "use the fallback"
         if os.environ.get("MIXERKERN_REQUIRE_COMPILED") == "1":
             raise
