@@ -111,11 +111,11 @@ class MixingOp:
     def __call__(self, x, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, *,
                  eps: float = 1e-6, approximate: str = "none", dropout_p: float = 0.0):
         params = (ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
-        self.check(x, params, approximate, dropout_p)  # clear errors before dispatch picks a device
         if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
             # Mirror autocast's treatment of Linear: run the whole fused op in the autocast dtype.
             dtype = torch.get_autocast_dtype(x.device.type)
             x, params = x.to(dtype), tuple(p.to(dtype) for p in params)
+        self.check(x, params, approximate, dropout_p)  # clear errors before dispatch picks a device
         seed = _dropout.draw_seed() if dropout_p > 0 else None
         return self.forward_op(x, *params, float(eps), approximate, float(dropout_p), seed)
 

@@ -1,0 +1,141 @@
+// Micro-kernel unit tests, compiled once per ISA (see test_kernels_<isa>.cpp). Torch-free: each
+// kernel is checked against a plain double-precision loop on random data.
+#pragma once
+#include "../cpu/dropout.h"
+#include "../cpu/gemm.h"
+#include "../cpu/layernorm.h"
+
+#include <cstdio>
+#include <random>
+#include <vector>
+
+namespace mixerkern { namespace cpu { namespace MK_ISA { namespace tests {
+
+inline int failures = 0;
+#define MK_EXPECT(cond, ...)                                                     \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
+      ++failures;                                                                \
+      std::printf("[%s] FAIL %s:%d: ", MK_ISA_NAME, __FILE__, __LINE__);         \
+      std::printf(__VA_ARGS__);                                                  \
+      std::printf("\n");                                                         \
+    }                                                                            \
+  } while (0)
+
+inline std::vector<float> randn(size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist;
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+// gemm() with every A layout against a naive product, over odd sizes that exercise all tile tails.
+inline void test_gemm() {
+  using V = Vec<float>;
+  const int sizes[][3] = {{1, 1, 1}, {6, 64, 8}, {7, 17, 5}, {13, 100, 37}, {64, 256, 64}, {5, 130, 3}};
+  for (const auto& s : sizes) {
+    const int M = s[0], N = s[1], K = s[2];
+    const auto a = randn(size_t(M) * K, 1), b = randn(size_t(K) * N, 2);
+    for (int col_major = 0; col_major < 2; ++col_major) {
+      const int64_t a_rs = col_major ? 1 : K, a_cs = col_major ? M : 1;
+      std::vector<float> c(size_t(M) * N, -1.f);
+      gemm<V>(M, N, K, a.data(), a_rs, a_cs, b.data(), N, StoreTo<V>{c.data(), N});
+      double worst = 0;
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+          double ref = 0;
+          for (int k = 0; k < K; ++k) ref += double(a[i * a_rs + k * a_cs]) * b[size_t(k) * N + j];
+          worst = std::fmax(worst, std::fabs(ref - c[size_t(i) * N + j]) / (1 + std::fabs(ref)));
+        }
+      MK_EXPECT(worst < 1e-5, "gemm M=%d N=%d K=%d col_major=%d: max rel err %g", M, N, K, col_major, worst);
+    }
+  }
+}
+
+inline void test_gelu() {
+  using V = Vec<float>;
+  double worst[2] = {0, 0}, worst_grad[2] = {0, 0};
+  for (int tanh_approx = 0; tanh_approx < 2; ++tanh_approx)
+    for (float x0 = -12.f; x0 < 12.f; x0 += 0.37f) {
+      float in[kLanes], out[kLanes], grad[kLanes];
+      for (int i = 0; i < kLanes; ++i) in[i] = x0 + 0.0211f * i;
+      V g;
+      gelu(V::load(in), tanh_approx, &g).store(out);
+      g.store(grad);
+      for (int i = 0; i < kLanes; ++i) {
+        double ref_grad;
+        const double ref = gelu_scalar<double>(in[i], tanh_approx, &ref_grad);
+        worst[tanh_approx] = std::fmax(worst[tanh_approx], std::fabs(out[i] - ref) / (1 + std::fabs(ref)));
+        worst_grad[tanh_approx] = std::fmax(worst_grad[tanh_approx], std::fabs(grad[i] - ref_grad));
+      }
+    }
+  for (int t = 0; t < 2; ++t) {
+    MK_EXPECT(worst[t] < 1e-6, "gelu(tanh=%d): max rel err %g", t, worst[t]);
+    // tanh form: sech^2 = 1 - t^2 cancels where |t| -> 1, so its gradient gets a looser bound.
+    MK_EXPECT(worst_grad[t] < (t ? 5e-6 : 1e-6), "gelu'(tanh=%d): max abs err %g", t, worst_grad[t]);
+  }
+  float nan_in[kLanes];
+  for (auto& x : nan_in) x = std::nanf("");
+  float nan_out[kLanes];
+  gelu(V::load(nan_in), false, (V*)nullptr).store(nan_out);
+  MK_EXPECT(std::isnan(nan_out[0]), "gelu(NaN) must be NaN");
+}
+
+inline void test_layernorm_row() {
+  using V = Vec<float>;
+  for (int n : {1, 15, 16, 17, 100, 256}) {
+    const auto x = randn(n, 3), w = randn(n, 4), b = randn(n, 5);
+    std::vector<float> y(n);
+    float mean, rstd;
+    row_stats<V>(x.data(), n, 1e-6f, &mean, &rstd);
+    row_normalize<V>(x.data(), n, mean, rstd, w.data(), b.data(), y.data());
+    double mu = 0, var = 0;
+    for (float v : x) mu += v;
+    mu /= n;
+    for (float v : x) var += (v - mu) * (v - mu);
+    const double r = 1 / std::sqrt(var / n + 1e-6);
+    double worst = 0;
+    for (int j = 0; j < n; ++j) worst = std::fmax(worst, std::fabs((x[j] - mu) * r * w[j] + b[j] - y[j]));
+    MK_EXPECT(worst < 1e-5, "layernorm n=%d: max abs err %g", n, worst);
+  }
+}
+
+inline void test_dropout_and_bf16() {
+  using V = Vec<float>;
+  Dropout d;
+  d.enabled = true; d.seed = 0x123456789abcdefull; d.threshold = 0x80000000u; d.scale = 2.f;
+  int kept = 0;
+  for (uint64_t idx = 0xfffffff0ull; idx < 0xfffffff0ull + 4096; idx += kLanes) {  // crosses 2^32
+    float f[kLanes];
+    d.factor<V>(idx).store(f);
+    for (int i = 0; i < kLanes; ++i) {
+      const bool keep = d.hash(idx + i) < d.threshold;
+      MK_EXPECT(f[i] == (keep ? 2.f : 0.f), "dropout lane %d at %llu disagrees with the scalar hash", i,
+                (unsigned long long)idx);
+      kept += keep;
+    }
+  }
+  MK_EXPECT(kept > 1850 && kept < 2250, "dropout keep count %d of 4096 at p=0.5", kept);
+  const float vals[kLanes] = {1.f, -2.5f, 3.14159f, 1e-30f, 65504.f, -0.f, 1.00390625f, 1.01171875f,
+                              std::nanf(""), INFINITY, -INFINITY, 7.f, 8.f, 9.f, 10.f, 11.f};
+  bf16 out[kLanes];
+  store_as(out, V::load(vals), V::mask(kLanes));
+  for (int i = 0; i < kLanes; ++i) {
+    const bf16 ref = float_to_bf16(vals[i]);
+    MK_EXPECT(out[i].bits == ref.bits, "bf16 rounding of %g: %04x vs %04x", vals[i], out[i].bits, ref.bits);
+  }
+  MK_EXPECT(float_to_bf16(1.00390625f).bits == 0x3f80, "round-to-nearest-even (down)");
+  MK_EXPECT(float_to_bf16(1.01171875f).bits == 0x3f82, "round-to-nearest-even (up)");
+}
+
+inline int run_all() {
+  test_gemm();
+  test_gelu();
+  test_layernorm_row();
+  test_dropout_and_bf16();
+  std::printf("[%s] %s\n", MK_ISA_NAME, failures ? "FAILED" : "all micro-kernel tests passed");
+  return failures;
+}
+
+}}}}  // namespace mixerkern::cpu::MK_ISA::tests
