@@ -70,11 +70,13 @@ class MixerBench:
         model, forward = self.models[provider], self.forwards[provider]
         model.load_state_dict(self.initial_state)
         what = f"{MODEL} {key[1]} {dtype} {provider}"
+        # The truth is the fp32 eager model even for bf16 runs: eager bf16 is itself too noisy
+        # (its LayerNorm-bias gradients are off by ~10%) to judge a kernel against.
         if key[1] == "inference":
-            expected = infer(self.reference, self.reference, self.images, dtype)
+            expected = infer(self.reference, self.reference, self.images, "fp32")
             assert_close(infer(model, forward, self.images, dtype), expected, dtype, what)
             return
-        expected = self.eval_mode_grads(self.reference, self.reference, dtype)
+        expected = self.eval_mode_grads(self.reference, self.reference, "fp32")
         for name, grad in self.eval_mode_grads(model, forward, dtype).items():
             assert_close(grad, expected[name], dtype, f"{what}: grad of {name}")
 

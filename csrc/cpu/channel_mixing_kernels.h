@@ -25,11 +25,7 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
     const int R = int(imin64(kChannelRowBlock, rows - r0));
     const T* x = a.x + r0 * D;
     T* out = a.out + r0 * D;
-    for (int r = 0; r < R; ++r) {
-      S mean, rstd;
-      row_stats<V>(x + r * D, D, a.eps, &mean, &rstd);
-      row_normalize<V>(x + r * D, D, mean, rstd, a.ln_w, a.ln_b, u + r * D);
-    }
+    normalize_rows<V>(x, R, D, a.eps, a.ln_w, a.ln_b, u);
     gemm<V>(R, H, D, u, D, 1, a.w1t, H, [&](int i, int j, V v, M m) {  // A = GELU(U W1^T + b1)
       gelu(v + V::load(a.b1 + j, m), a.tanh_gelu, (V*)nullptr).store(act + i * H + j, m);
     });
@@ -63,9 +59,8 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
     const int R = int(imin64(RB, rows - r0));
     const T* x = a.x + r0 * D;
     const T* gout = a.grad_out + r0 * D;
+    normalize_rows<V>(x, R, D, a.eps, a.ln_w, a.ln_b, u, mean, rstd);
     for (int r = 0; r < R; ++r) {
-      row_stats<V>(x + r * D, D, a.eps, mean + r, rstd + r);
-      row_normalize<V>(x + r * D, D, mean[r], rstd[r], a.ln_w, a.ln_b, u + r * D);
       for (int d = 0; d < D; d += kLanes) {
         const M m = V::mask(D - d);
         V v = load_as(gout + r * D + d, m);

@@ -32,6 +32,18 @@ inline void row_normalize(const T* x, int n, S mean, S rstd, const S* w, const S
   }
 }
 
+// LayerNorm of `rows` consecutive rows of length n into y; row statistics go to mean/rstd if given.
+template <class V, class T, class S = typename V::scalar>
+inline void normalize_rows(const T* x, int rows, int n, S eps, const S* w, const S* b, S* y, S* mean = nullptr,
+                           S* rstd = nullptr) {
+  for (int r = 0; r < rows; ++r) {
+    S mu, rs;
+    row_stats<V>(x + int64_t(r) * n, n, eps, &mu, &rs);
+    row_normalize<V>(x + int64_t(r) * n, n, mu, rs, w, b, y + int64_t(r) * n);
+    if (mean) { mean[r] = mu; rstd[r] = rs; }
+  }
+}
+
 // Backward of y = LN(x) for one row, given dy, added to the residual gradient g:
 //   dw += dy xhat, db += dy, dxhat = dy w,
 //   dx = g + rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).

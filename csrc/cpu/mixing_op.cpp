@@ -121,6 +121,25 @@ template <class F> void with_storage_type(at::ScalarType st, F&& f) {
   else f(bf16{});
 }
 
+// For x's dtype: prepares the parameters, lets `bind` fill in the tensor pointers of the args, then
+// runs `work(args, kernels, u0, u1, scratch)` over the op's work units on all threads.
+template <class Bind, class Work>
+void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double eps, c10::string_view approximate,
+                  double dropout_p, const std::optional<at::Tensor>& seed, bool backward, Bind&& bind, Work&& work) {
+  with_storage_type(x.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    Prepared<T> prep(x, p, eps, approximate, dropout_p, seed);
+    MixingArgs<T>& a = prep.args;
+    bind(a);
+    const auto& k = kernels_for<T>(kind);
+    const size_t scratch = scratch_elems(kind, a, backward);
+    at::parallel_for(0, units(kind, a), 1, [&](int64_t u0, int64_t u1) {
+      std::vector<compute_t<T>> buf(scratch);
+      work(a, k, u0, u1, buf.data());
+    });
+  });
+}
+
 }  // namespace
 
 at::Tensor mixing_forward(MixingKind kind, const at::Tensor& x_in, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
@@ -132,20 +151,14 @@ at::Tensor mixing_forward(MixingKind kind, const at::Tensor& x_in, const at::Ten
   const at::Tensor x = x_in.contiguous();
   at::Tensor out = at::empty_like(x);
   if (x.numel() == 0) return out;
-  with_storage_type(x.scalar_type(), [&](auto tag) {
-    using T = decltype(tag);
-    using S = compute_t<T>;
-    Prepared<T> prep(x, p, eps, approximate, dropout_p, seed);
-    MixingArgs<T>& a = prep.args;
-    a.x = data<T>(x);
-    a.out = data<T>(out);
-    const auto& k = kernels_for<T>(kind);
-    const size_t scratch = scratch_elems(kind, a, false);
-    at::parallel_for(0, units(kind, a), 1, [&](int64_t u0, int64_t u1) {
-      std::vector<S> buf(scratch);
-      k.forward(a, u0, u1, buf.data());
-    });
-  });
+  run_parallel(
+      kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/false,
+      [&](auto& a) {
+        using T = std::remove_const_t<std::remove_pointer_t<decltype(a.x)>>;
+        a.x = data<T>(x);
+        a.out = data<T>(out);
+      },
+      [&](const auto& a, const auto& k, int64_t u0, int64_t u1, auto* buf) { k.forward(a, u0, u1, buf); });
   return out;
 }
 
@@ -168,24 +181,21 @@ MixingGrads mixing_backward(MixingKind kind, const at::Tensor& grad_out, const a
   const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor partials = at::zeros({at::get_num_threads(), per_thread}, x.options().dtype(ct));
   if (x.numel() > 0) {
-    with_storage_type(x.scalar_type(), [&](auto tag) {
-      using T = decltype(tag);
-      using S = compute_t<T>;
-      Prepared<T> prep(x, p, eps, approximate, dropout_p, seed);
-      MixingArgs<T>& a = prep.args;
-      a.x = data<T>(x);
-      a.grad_out = data<T>(g);
-      a.out = data<T>(dx);
-      const auto& k = kernels_for<T>(kind);
-      const size_t scratch = scratch_elems(kind, a, true);
-      at::parallel_for(0, units(kind, a), 1, [&](int64_t u0, int64_t u1) {
-        std::vector<S> buf(scratch);
-        S* base = partials.data_ptr<S>() + at::get_thread_num() * per_thread;
-        const GradPartials<S> gp{base, base + D, base + 2 * D, base + 2 * D + n1, base + 2 * D + n1 + H,
-                                 base + 2 * D + n1 + H + n2};
-        k.backward(a, u0, u1, buf.data(), gp);
-      });
-    });
+    run_parallel(
+        kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/true,
+        [&](auto& a) {
+          using T = std::remove_const_t<std::remove_pointer_t<decltype(a.x)>>;
+          a.x = data<T>(x);
+          a.grad_out = data<T>(g);
+          a.out = data<T>(dx);
+        },
+        [&](const auto& a, const auto& k, int64_t u0, int64_t u1, auto* buf) {
+          using S = std::remove_pointer_t<decltype(buf)>;
+          S* base = partials.data_ptr<S>() + at::get_thread_num() * per_thread;
+          const GradPartials<S> gp{base, base + D, base + 2 * D, base + 2 * D + n1, base + 2 * D + n1 + H,
+                                   base + 2 * D + n1 + H + n2};
+          k.backward(a, u0, u1, buf, gp);
+        });
   }
   const at::Tensor total = partials.sum(0);
   auto part = [&](int64_t offset, int64_t n) { return total.narrow(0, offset, n); };

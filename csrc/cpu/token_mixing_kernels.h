@@ -45,11 +45,7 @@ void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, comput
     const int64_t base = b * P * D;
     const T* x = a.x + base;
     T* out = a.out + base;
-    for (int p = 0; p < P; ++p) {
-      S mean, rstd;
-      row_stats<V>(x + p * D, D, a.eps, &mean, &rstd);
-      row_normalize<V>(x + p * D, D, mean, rstd, a.ln_w, a.ln_b, u + p * D);
-    }
+    normalize_rows<V>(x, P, D, a.eps, a.ln_w, a.ln_b, u);
     // A = GELU(W1 U + b1); W1(t, p) = w1t[p H + t].
     gemm<V>(H, D, P, a.w1t, 1, H, u, D, [&](int i, int j, V v, M m) {
       gelu(v + V::set1(a.b1[i]), a.tanh_gelu, (V*)nullptr).store(act + i * D + j, m);
@@ -83,10 +79,7 @@ void token_mixing_backward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compu
     const int64_t base = b * P * D;
     const T* x = a.x + base;
     const T* gout = a.grad_out + base;
-    for (int p = 0; p < P; ++p) {
-      row_stats<V>(x + p * D, D, a.eps, mean + p, rstd + p);
-      row_normalize<V>(x + p * D, D, mean[p], rstd[p], a.ln_w, a.ln_b, u + p * D);
-    }
+    normalize_rows<V>(x, P, D, a.eps, a.ln_w, a.ln_b, u, mean, rstd);
     // H^T = U^T W1^T (D x H): U^T(d, p) = u[p D + d].
     gemm<V>(D, H, P, u, 1, D, a.w1t, H, [&](int i, int j, V v, M m) {
       V grad;
