@@ -29,11 +29,7 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
     gemm<V>(R, H, D, u, D, 1, a.w1t, H, [&](int i, int j, V v, M m) {  // A = GELU(U W1^T + b1)
       gelu(v + V::load(a.b1 + j, m), a.tanh_gelu, (V*)nullptr).store(act + i * H + j, m);
     });
-    gemm<V>(R, D, H, act, H, 1, a.w2t, D, [&](int i, int j, V v, M m) {  // out = X + Drop(A W2^T + b2)
-      V z = v + V::load(a.b2 + j, m);
-      if (drop.enabled) z = z * drop.factor<V>(uint64_t((r0 + i) * D + j));
-      store_as(out + i * D + j, load_as(x + i * D + j, m) + z, m);
-    });
+    gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop});
   }
 }
 

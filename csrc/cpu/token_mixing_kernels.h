@@ -21,6 +21,25 @@ template <class T> Dropout make_dropout(const MixingArgs<T>& a) {
   return d;
 }
 
+// out = X + Drop(C + bias): the closing epilogue of both mixing ops. The bias is per row for token
+// mixing (one per patch) and per column for channel mixing (one per channel). Element (i, j) of
+// the block is element base + i*ld + j of the op's tensor, which is the dropout counter.
+template <class V, class T, bool kRowBias> struct ResidualOut {
+  const T* x;
+  T* out;
+  int64_t ld, base;
+  const typename V::scalar* bias;
+  const Dropout& drop;
+
+  void operator()(int i, int j, V v, typename V::Mask m) const {
+    V z;
+    if constexpr (kRowBias) z = v + V::set1(bias[i]);
+    else z = v + V::load(bias + j, m);
+    if (drop.enabled) z = z * drop.template factor<V>(uint64_t(base + i * ld + j));
+    store_as(out + i * ld + j, load_as(x + i * ld + j, m) + z, m);
+  }
+};
+
 // Column sums of a (rows x cols) block, added to acc.
 template <class V, class S = typename V::scalar>
 inline void add_column_sums(const S* src, int rows, int cols, S* acc) {
@@ -51,11 +70,7 @@ void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, comput
       gelu(v + V::set1(a.b1[i]), a.tanh_gelu, (V*)nullptr).store(act + i * D + j, m);
     });
     // out = X + Drop(W2 A + b2); W2(p, t) = w2t[t P + p].
-    gemm<V>(P, D, H, a.w2t, 1, P, act, D, [&](int i, int j, V v, M m) {
-      V z = v + V::set1(a.b2[i]);
-      if (drop.enabled) z = z * drop.factor<V>(uint64_t(base + int64_t(i) * D + j));
-      store_as(out + i * D + j, load_as(x + i * D + j, m) + z, m);
-    });
+    gemm<V>(P, D, H, a.w2t, 1, P, act, D, ResidualOut<V, T, true>{x, out, D, base, a.b2, drop});
   }
 }
 
