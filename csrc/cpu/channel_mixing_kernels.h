@@ -79,8 +79,8 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
     gemm<V>(H, D, R, dh, 1, H, u, D, AccumulateTo<V>{g.w1, D});  // dW1 += dH^T U
     gemm<V>(R, D, H, dh, H, 1, a.w1, D, StoreTo<V>{du, D});      // dU = dH W1
     for (int r = 0; r < R; ++r)
-      row_layernorm_backward<V>(x + r * D, du + r * D, gout + r * D, D, a.ln_w, mean[r], rstd[r], g.ln_w, g.ln_b,
-                                a.out + (r0 + r) * D);
+      row_layernorm_backward_residual<V>(x + r * D, du + r * D, gout + r * D, D, a.ln_w, mean[r], rstd[r],
+                                         g.ln_w, g.ln_b, a.out + (r0 + r) * D);
   }
 }
 

@@ -49,6 +49,13 @@ template <> inline Vec512 Dropout::factor<Vec512>(uint64_t idx) const {
 }
 #endif
 
+// From any kernel-args struct with the dropout fields (MixingArgs, GatingArgs).
+template <class Args> Dropout make_dropout(const Args& a) {
+  Dropout d;
+  d.enabled = a.dropout; d.seed = a.seed; d.threshold = a.keep_threshold; d.scale = a.keep_scale;
+  return d;
+}
+
 template <class V> inline V Dropout::factor(uint64_t idx) const {
   V f;
   for (int i = 0; i < kLanes; ++i) f.v[i] = hash(idx + i) < threshold ? typename V::scalar(scale) : 0;

@@ -1,12 +1,15 @@
 // The kernel table of one ISA: included once by each per-ISA translation unit.
 #pragma once
 #include "channel_mixing_kernels.h"
+#include "spatial_gating_kernels.h"
+#include "token_mixing_kernels.h"
 
 namespace mixerkern { namespace cpu { namespace MK_ISA {
 
 template <class T> constexpr OpKernels<T> op_kernels() {
   return {{&token_mixing_forward<T>, &token_mixing_backward<T>},
-          {&channel_mixing_forward<T>, &channel_mixing_backward<T>}};
+          {&channel_mixing_forward<T>, &channel_mixing_backward<T>},
+          {&spatial_gating_forward<T>, &spatial_gating_backward<T>}};
 }
 
 inline const KernelTable& kernel_table() {

@@ -44,12 +44,13 @@ inline void normalize_rows(const T* x, int rows, int n, S eps, const S* w, const
   }
 }
 
-// Backward of y = LN(x) for one row, given dy, added to the residual gradient g:
+// Backward of y = LN(x) for one row, given dy:
 //   dw += dy xhat, db += dy, dxhat = dy w,
-//   dx = g + rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).
-template <class V, class T, class S = typename V::scalar>
-inline void row_layernorm_backward(const T* x, const S* dy, const T* g, int n, const S* w, S mean, S rstd,
-                                   S* dw, S* db, T* dx) {
+//   dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),
+// handed to emit(j, dx[j:j+16], mask), which chains it on (residual, activation) and stores it.
+template <class V, class T, class Emit, class S = typename V::scalar>
+inline void row_layernorm_backward(const T* x, const S* dy, int n, const S* w, S mean, S rstd, S* dw, S* db,
+                                   Emit&& emit) {
   const V vmu = V::set1(mean), vr = V::set1(rstd);
   V s1 = V::zero(), s2 = V::zero();
   for (int j = 0; j < n; j += kLanes) {
@@ -67,9 +68,17 @@ inline void row_layernorm_backward(const T* x, const S* dy, const T* g, int n, c
     const auto m = V::mask(n - j);
     const V xhat = (load_as(x + j, m) - vmu) * vr;
     const V dxhat = V::load(dy + j, m) * V::load(w + j, m);
-    const V dxv = load_as(g + j, m) + vr * (dxhat - c1 - xhat * c2);
-    store_as(dx + j, dxv, m);
+    emit(j, vr * (dxhat - c1 - xhat * c2), m);
   }
+}
+
+// The mixing ops' case: dx = g + LN^T(dy), g being the residual branch's gradient.
+template <class V, class T, class S = typename V::scalar>
+inline void row_layernorm_backward_residual(const T* x, const S* dy, const T* g, int n, const S* w, S mean, S rstd,
+                                            S* dw, S* db, T* dx) {
+  row_layernorm_backward<V>(x, dy, n, w, mean, rstd, dw, db, [&](int j, V v, typename V::Mask m) {
+    store_as(dx + j, load_as(g + j, m) + v, m);
+  });
 }
 
 }}}  // namespace mixerkern::cpu::MK_ISA

@@ -1,23 +1,14 @@
 #include "mixing_op.h"
 
-#include <ATen/Parallel.h>
-
-#include <algorithm>
-#include <string>
 #include <vector>
 
 #include "dispatch.h"
+#include "op_glue.h"
 
 namespace mixerkern { namespace cpu {
 namespace {
 
 const char* op_name(MixingKind kind) { return kind == MixingKind::Token ? "token_mixing" : "channel_mixing"; }
-
-std::string shape_str(at::IntArrayRef s) {
-  std::string r = "(";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + (s.size() == 1 ? ",)" : ")");
-}
 
 struct Params {  // the six parameter tensors, in schema order
   const at::Tensor &ln_w, &ln_b, &w1, &b1, &w2, &b2;
@@ -28,17 +19,8 @@ void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::st
   const char* name = op_name(kind);
   TORCH_CHECK(x.dim() == 3, "mixerkern.", name, ": x must be 3-D (B, num_patches, dim), got shape ",
               shape_str(x.sizes()));
-  const std::pair<const char*, const at::Tensor*> tensors[] = {{"x", &x},         {"ln_weight", &p.ln_w},
-                                                               {"ln_bias", &p.ln_b}, {"fc1_weight", &p.w1},
-                                                               {"fc1_bias", &p.b1},  {"fc2_weight", &p.w2},
-                                                               {"fc2_bias", &p.b2}};
-  for (const auto& [arg, t] : tensors) {
-    TORCH_CHECK(t->device().is_cpu(), "mixerkern.", name, ": ", arg, " must be a CPU tensor, got ", t->device());
-    TORCH_CHECK(t->scalar_type() == x.scalar_type(), "mixerkern.", name, ": ", arg, " has dtype ",
-                t->scalar_type(), " but x has ", x.scalar_type(), "; all must match");
-  }
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kDouble,
-              "mixerkern.", name, ": x must be float32, bfloat16 or float64, got ", x.scalar_type());
+  check_dtypes_devices(name, x, {{"ln_weight", &p.ln_w}, {"ln_bias", &p.ln_b}, {"fc1_weight", &p.w1},
+                                {"fc1_bias", &p.b1}, {"fc2_weight", &p.w2}, {"fc2_bias", &p.b2}});
   TORCH_CHECK(p.w1.dim() == 2, "mixerkern.", name, ": fc1_weight must be 2-D, got shape ", shape_str(p.w1.sizes()));
   const int64_t P = x.size(1), D = x.size(2), H = p.w1.size(0);
   const int64_t mixed = kind == MixingKind::Token ? P : D;  // the axis the MLP mixes
@@ -51,10 +33,7 @@ void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::st
                 shape_str(p.w1.sizes()), ", got ", shape_str(te.first->sizes()));
   TORCH_CHECK(H > 0, "mixerkern.", name, ": the hidden size (fc1_weight.size(0)) must be positive");
   TORCH_CHECK(P < (1 << 30) && D < (1 << 30) && H < (1 << 30), "mixerkern.", name, ": dimensions too large");
-  TORCH_CHECK(approximate == "none" || approximate == "tanh", "mixerkern.", name,
-              ": approximate must be 'none' or 'tanh', got '", std::string(approximate), "'");
-  TORCH_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "mixerkern.", name, ": dropout_p must be in [0, 1), got ",
-              dropout_p);
+  check_settings(name, approximate, dropout_p);
 }
 
 // Compute-type copies of the parameters in the layouts the kernels read, plus the scalar settings.
@@ -80,15 +59,7 @@ template <class T> struct Prepared {
     args.w1t = w1t.data_ptr<S>(); args.w2t = w2t.data_ptr<S>();
     args.eps = S(eps);
     args.tanh_gelu = approximate == "tanh";
-    if (dropout_p > 0.0) {
-      TORCH_CHECK(seed.has_value() && seed->numel() == 1 && seed->scalar_type() == at::kLong,
-                  "mixerkern: dropout_p > 0 needs a one-element int64 seed tensor");
-      args.dropout = true;
-      args.seed = uint64_t(seed->item<int64_t>());
-      // Same threshold arithmetic as mixerkern/ops/_dropout.py::keep_threshold.
-      args.keep_threshold = uint32_t(std::min<double>(std::floor((1.0 - dropout_p) * 4294967296.0), 4294967295.0));
-      args.keep_scale = float(1.0 / (1.0 - dropout_p));
-    }
+    set_dropout(args, dropout_p, seed);
   }
 };
 
@@ -109,18 +80,6 @@ template <class T> size_t scratch_elems(MixingKind kind, const MixingArgs<T>& a,
                                    : channel_scratch(a.patches, a.dim, a.hidden, backward);
 }
 
-// Our bf16 struct and at::BFloat16 share the same 16-bit layout.
-template <class T> T* data(const at::Tensor& t) {
-  if constexpr (std::is_same_v<T, bf16>) return reinterpret_cast<T*>(t.data_ptr<at::BFloat16>());
-  else return t.data_ptr<T>();
-}
-
-template <class F> void with_storage_type(at::ScalarType st, F&& f) {
-  if (st == at::kFloat) f(float{});
-  else if (st == at::kDouble) f(double{});
-  else f(bf16{});
-}
-
 // For x's dtype: prepares the parameters, lets `bind` fill in the tensor pointers of the args, then
 // runs `work(args, kernels, u0, u1, scratch)` over the op's work units on all threads.
 template <class Bind, class Work>
@@ -132,14 +91,8 @@ void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double 
     MixingArgs<T>& a = prep.args;
     bind(a);
     const auto& k = kernels_for<T>(kind);
-    const size_t scratch = scratch_elems(kind, a, backward);
-    const auto scratch_type = std::is_same_v<compute_t<T>, double> ? at::kDouble : at::kFloat;
-    at::parallel_for(0, units(kind, a), 1, [&](int64_t u0, int64_t u1) {
-      // From torch's allocator, so 64-byte aligned: with a 16-byte aligned std::vector every
-      // 64-byte row load of the scratch tiles straddled two cache lines (token mixing ran 12 % slower).
-      at::Tensor buf = at::empty({int64_t(scratch)}, at::TensorOptions().dtype(scratch_type));
-      work(a, k, u0, u1, buf.data_ptr<compute_t<T>>());
-    });
+    parallel_units<compute_t<T>>(units(kind, a), scratch_elems(kind, a, backward),
+                                 [&](int64_t u0, int64_t u1, compute_t<T>* buf) { work(a, k, u0, u1, buf); });
   });
 }
 
@@ -181,8 +134,7 @@ MixingGrads mixing_backward(MixingKind kind, const at::Tensor& grad_out, const a
   const int64_t nb2 = fc2_bias.numel();
   // Per-thread partial sums: [ln_w D | ln_b D | w1 | b1 H | w2 | b2].
   const int64_t per_thread = 2 * D + n1 + H + n2 + nb2;
-  const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor partials = at::zeros({at::get_num_threads(), per_thread}, x.options().dtype(ct));
+  at::Tensor partials = thread_partials(x, per_thread);
   if (x.numel() > 0) {
     run_parallel(
         kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/true,

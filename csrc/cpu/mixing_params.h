@@ -39,8 +39,39 @@ template <class T> struct MixingKernels {
   void (*backward)(const MixingArgs<T>&, int64_t u0, int64_t u1, S* scratch, const GradPartials<S>&);
 };
 
+// Spatial gating (gMLP). x is fc1's output before GELU, (batch, patches, 2 half); per sample,
+// with h = Drop(GELU(x)) = [U | V]:  out = U * (W LN(V) + b)  (batch, patches, half).
+template <class T> struct GatingArgs {
+  using S = compute_t<T>;
+  int64_t batch = 0;
+  int patches = 0, half = 0;
+  const T* x = nullptr;
+  const T* grad_out = nullptr;  // backward only, (batch, patches, half)
+  T* out = nullptr;             // forward: the output; backward: dx (batch, patches, 2 half)
+  const S *ln_w = nullptr, *ln_b = nullptr;      // LN of V, over `half` channels
+  const S *proj_w = nullptr, *proj_wt = nullptr;  // W (patches x patches) and W^T
+  const S* proj_b = nullptr;                      // (patches)
+  S eps = S(1e-6);
+  bool tanh_gelu = false;
+  bool dropout = false;
+  uint64_t seed = 0;
+  uint32_t keep_threshold = 0;
+  float keep_scale = 1.f;
+};
+
+template <class S> struct GatingGradPartials {
+  S *ln_w, *ln_b, *proj_w, *proj_b;
+};
+
+template <class T> struct GatingKernels {  // work units are samples
+  using S = compute_t<T>;
+  void (*forward)(const GatingArgs<T>&, int64_t b0, int64_t b1, S* scratch);
+  void (*backward)(const GatingArgs<T>&, int64_t b0, int64_t b1, S* scratch, const GatingGradPartials<S>&);
+};
+
 template <class T> struct OpKernels {
   MixingKernels<T> token, channel;
+  GatingKernels<T> gating;
 };
 
 struct KernelTable {
@@ -66,6 +97,11 @@ inline size_t token_scratch(int P, int D, int H, bool backward) {
 inline size_t channel_scratch(int, int D, int H, bool backward) {
   const size_t R = kChannelRowBlock;
   return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
+}
+inline size_t round_to_lanes(size_t n) { return (n + 15) / 16 * 16; }  // keeps sub-buffers 64-byte aligned
+inline size_t gating_scratch(int P, int half, bool backward) {
+  const size_t tile = round_to_lanes(size_t(P) * half);
+  return backward ? 5 * tile + 2 * round_to_lanes(P) : tile + round_to_lanes(half);
 }
 
 }}  // namespace mixerkern::cpu

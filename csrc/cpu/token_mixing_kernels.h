@@ -15,12 +15,6 @@
 
 namespace mixerkern { namespace cpu { namespace MK_ISA {
 
-template <class T> Dropout make_dropout(const MixingArgs<T>& a) {
-  Dropout d;
-  d.enabled = a.dropout; d.seed = a.seed; d.threshold = a.keep_threshold; d.scale = a.keep_scale;
-  return d;
-}
-
 // out = X + Drop(C + bias): the closing epilogue of both mixing ops. The bias is per row for token
 // mixing (one per patch) and per column for channel mixing (one per channel). Element (i, j) of
 // the block is element base + i*ld + j of the op's tensor, which is the dropout counter.
@@ -124,8 +118,8 @@ void token_mixing_backward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compu
     // dU = W1^T dH: W1^T(p, t) = w1[t P + p].
     gemm<V>(P, D, H, a.w1, 1, P, dh, D, StoreTo<V>{du, D});
     for (int p = 0; p < P; ++p)
-      row_layernorm_backward<V>(x + p * D, du + p * D, gout + p * D, D, a.ln_w, mean[p], rstd[p], g.ln_w, g.ln_b,
-                                a.out + base + p * D);
+      row_layernorm_backward_residual<V>(x + p * D, du + p * D, gout + p * D, D, a.ln_w, mean[p], rstd[p],
+                                         g.ln_w, g.ln_b, a.out + base + p * D);
   }
 }
 

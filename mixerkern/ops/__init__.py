@@ -13,9 +13,10 @@ import torch
 
 from .. import _extension
 from .channel_mixing import channel_mixing
+from .spatial_gating import spatial_gating
 from .token_mixing import token_mixing
 
-OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing}
+OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing, "spatial_gating": spatial_gating}
 
 _load_error: str | None = None
 if os.environ.get("MIXERKERN_DISABLE_CPP") == "1":

@@ -3,15 +3,16 @@
 CPU kernel: csrc/cpu/channel_mixing.cpp.
 """
 from ..reference import functional as reference
-from ._mixing import MixingOp
+from ._fused_op import MLP_PARAMS, FusedOp
 
 
-def _expected_shapes(x_shape, fc1_weight_shape):
+def _expected_shapes(x_shape, shapes):
+    fc1_weight_shape = shapes["fc1_weight"]
     dim = x_shape[-1]
     hidden = fc1_weight_shape[0] if len(fc1_weight_shape) == 2 else -1
     return dict(ln_weight=(dim,), ln_bias=(dim,), fc1_weight=(hidden, dim), fc1_bias=(hidden,),
                 fc2_weight=(dim, hidden), fc2_bias=(dim,))
 
 
-channel_mixing = MixingOp("channel_mixing", reference.channel_mixing, _expected_shapes,
-                          layout="(B, num_patches, dim) with fc1_weight (channel_hidden, dim)")
+channel_mixing = FusedOp("channel_mixing", MLP_PARAMS, reference.channel_mixing, _expected_shapes,
+                         layout="(B, num_patches, dim) with fc1_weight (channel_hidden, dim)")

@@ -25,3 +25,12 @@ def channel_mixing(x, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_
     u = F.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps)
     z = F.linear(F.gelu(F.linear(u, fc1_weight, fc1_bias), approximate=approximate), fc2_weight, fc2_bias)
     return x + (z if mask is None else z * mask)
+
+
+def spatial_gating(x, ln_weight, ln_bias, proj_weight, proj_bias, eps: float = 1e-6, approximate: str = "none",
+                   mask=None):
+    """gMLP's spatial gating unit on fc1's pre-activation x: [U | V] = Drop(GELU(x)), U * proj(LN(V))."""
+    h = F.gelu(x, approximate=approximate)
+    u, v = (h if mask is None else h * mask).chunk(2, dim=-1)
+    v = F.layer_norm(v, v.shape[-1:], ln_weight, ln_bias, eps)
+    return u * F.linear(v.transpose(1, 2), proj_weight, proj_bias).transpose(1, 2)

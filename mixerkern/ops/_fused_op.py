@@ -1,9 +1,10 @@
-"""Shared torch.library machinery for the "mixing" ops.
+"""Shared torch.library machinery for mixerkern's fused ops.
 
-A mixing op is ``out = x + Drop(fc2(GELU(fc1(LN(x)))))`` applied along some axis of x (B, P, D):
-token mixing acts across patches, channel mixing across channels. Both have the same argument list,
-so one definition here gives each its schema, fake (meta) kernel, autograd formula and, when the
-compiled kernels are missing, a reference CPU kernel. The device kernels live in csrc/<device>/.
+Every fused op takes one activation tensor ``x``, a few parameter tensors, and the same tail of
+settings (``eps``, GELU ``approximate``, ``dropout_p`` and a dropout ``seed``); its backward returns
+the gradient of x and of every parameter. One :class:`FusedOp` definition therefore gives each op
+its schema, fake (meta) kernel, autograd formula, functional entry point and, when the compiled
+kernels are missing, a reference CPU kernel. The device kernels live in csrc/<device>/.
 """
 from __future__ import annotations
 
@@ -17,24 +18,30 @@ from . import _dropout
 
 LIB = torch.library.Library("mixerkern", "FRAGMENT")
 
-PARAM_NAMES = ("ln_weight", "ln_bias", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
-_ARGS = ("Tensor x, Tensor ln_weight, Tensor ln_bias, Tensor fc1_weight, Tensor fc1_bias, "
-         "Tensor fc2_weight, Tensor fc2_bias, float eps, str approximate, float dropout_p, Tensor? seed")
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+_SETTINGS = "float eps, str approximate, float dropout_p, Tensor? seed"
+# The parameters of the LN -> fc1 -> GELU -> fc2 ops (token and channel mixing).
+MLP_PARAMS = ("ln_weight", "ln_bias", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
 
-class MixingOp:
-    """Defines ``mixerkern::<name>`` and ``mixerkern::<name>_backward``.
 
-    ``expected_shapes(x_shape, fc1_weight_shape)`` returns the shape each parameter must have;
-    ``reference`` is the plain-PyTorch math (mixerkern.reference.functional).
+class FusedOp:
+    """Defines ``mixerkern::<name>(x, *params, eps, approximate, dropout_p, seed)`` and its backward.
+
+    ``expected_shapes(x_shape, param_shapes)`` returns the shape each parameter must have (a dict
+    keyed by parameter name), or raises ValueError when x itself cannot be valid; ``output_shape``
+    maps x's shape to the output's. ``reference`` is the plain-PyTorch math
+    (mixerkern.reference.functional), called as ``reference(x, *params, eps=, approximate=, mask=)``.
     """
 
-    def __init__(self, name: str, reference: Callable, expected_shapes: Callable, layout: str):
-        self.name, self.reference, self.expected_shapes = name, reference, expected_shapes
+    def __init__(self, name: str, param_names: tuple[str, ...], reference: Callable, expected_shapes: Callable,
+                 layout: str, output_shape: Callable = tuple):
+        self.name, self.param_names, self.reference = name, param_names, reference
+        self.expected_shapes, self.output_shape = expected_shapes, output_shape
         self.layout = layout  # human-readable layout of x and the weights, for error messages
-        LIB.define(f"{name}({_ARGS}) -> Tensor")
-        LIB.define(f"{name}_backward(Tensor grad_out, {_ARGS}) -> "
-                   "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
+        args = f"Tensor x, {', '.join('Tensor ' + p for p in param_names)}, {_SETTINGS}"
+        grads = ", ".join(["Tensor"] * (1 + len(param_names)))
+        LIB.define(f"{name}({args}) -> Tensor")
+        LIB.define(f"{name}_backward(Tensor grad_out, {args}) -> ({grads})")
         self.forward_op = getattr(torch.ops.mixerkern, name).default
         self.backward_op = getattr(torch.ops.mixerkern, f"{name}_backward").default
         torch.library.register_fake(f"mixerkern::{name}", self._fake_forward, lib=LIB)
@@ -47,7 +54,7 @@ class MixingOp:
         where = f"mixerkern.{self.name}"
         if x.dim() != 3:
             raise ValueError(f"{where}: x must be 3-D {self.layout}, got shape {tuple(x.shape)}")
-        tensors = dict(x=x, **dict(zip(PARAM_NAMES, params)))
+        tensors = dict(x=x, **dict(zip(self.param_names, params)))
         for arg, t in tensors.items():
             if t.dtype not in SUPPORTED_DTYPES:
                 raise TypeError(f"{where}: {arg} must be float32, bfloat16 or float64, got {t.dtype}")
@@ -55,8 +62,12 @@ class MixingOp:
                 raise TypeError(f"{where}: {arg} has dtype {t.dtype} but x has {x.dtype}; all must match")
             if t.device != x.device:
                 raise ValueError(f"{where}: {arg} is on {t.device} but x is on {x.device}; all must match")
-        expected = self.expected_shapes(tuple(x.shape), tuple(params[2].shape))
-        for arg, t in zip(PARAM_NAMES, params):
+        shapes = {arg: tuple(t.shape) for arg, t in zip(self.param_names, params)}
+        try:
+            expected = self.expected_shapes(tuple(x.shape), shapes)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        for arg, t in zip(self.param_names, params):
             if tuple(t.shape) != expected[arg]:
                 raise ValueError(f"{where}: {arg} must have shape {expected[arg]} for {self.layout} "
                                  f"with x of shape {tuple(x.shape)}, got {tuple(t.shape)}")
@@ -65,20 +76,24 @@ class MixingOp:
         if not 0.0 <= dropout_p < 1.0:
             raise ValueError(f"{where}: dropout_p must be in [0, 1), got {dropout_p}")
 
+    def _split(self, rest):  # (*params, eps, approximate, dropout_p, seed)
+        n = len(self.param_names)
+        return rest[:n], rest[n:]
+
     def _fake_forward(self, x, *rest):
-        params, (eps, approximate, dropout_p, seed) = rest[:6], rest[6:]
+        params, (eps, approximate, dropout_p, seed) = self._split(rest)
         self.check(x, params, approximate, dropout_p)
-        return torch.empty_like(x, memory_format=torch.contiguous_format)
+        return x.new_empty(self.output_shape(tuple(x.shape)))
 
     def _fake_backward(self, grad_out, x, *rest):
-        return (torch.empty_like(x, memory_format=torch.contiguous_format),
-                *(torch.empty_like(p) for p in rest[:6]))
+        params, _ = self._split(rest)
+        return (torch.empty_like(x, memory_format=torch.contiguous_format), *(torch.empty_like(p) for p in params))
 
     # ---- autograd: the backward kernel recomputes LN/GELU and regenerates the dropout mask -------
-    @staticmethod
-    def _setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:7], inputs[10])
-        ctx.scalars = inputs[7:10]
+    def _setup_context(self, ctx, inputs, output):
+        n = 1 + len(self.param_names)
+        ctx.save_for_backward(*inputs[:n], inputs[-1])
+        ctx.scalars = inputs[n:-1]
 
     def _backward(self, ctx, grad_out):
         x, *params, seed = ctx.saved_tensors
@@ -87,15 +102,16 @@ class MixingOp:
 
     # ---- reference kernels, used only when the compiled CPU kernels could not be loaded ----------
     def _reference_forward(self, x, *rest):
-        params, (eps, approximate, dropout_p, seed) = rest[:6], rest[6:]
+        params, (eps, approximate, dropout_p, seed) = self._split(rest)
         self.check(x, params, approximate, dropout_p)
         mask = _dropout.dropout_mask(seed, x.shape, dropout_p, x.dtype) if dropout_p > 0 else None
         return self.reference(x, *params, eps=eps, approximate=approximate, mask=mask)
 
     def _reference_backward(self, grad_out, x, *rest):
-        inputs = [t.detach().requires_grad_() for t in (x, *rest[:6])]
+        params, settings = self._split(rest)
+        inputs = [t.detach().requires_grad_() for t in (x, *params)]
         with torch.enable_grad():
-            out = self._reference_forward(*inputs, *rest[6:])
+            out = self._reference_forward(*inputs, *settings)
         return torch.autograd.grad(out, inputs, grad_out)
 
     def register_reference_cpu_kernels(self, reason: str):
@@ -108,9 +124,10 @@ class MixingOp:
         LIB.impl(f"{self.name}_backward", warned(self._reference_backward), "CPU")
 
     # ---- functional entry point -------------------------------------------------------------------
-    def __call__(self, x, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, *,
-                 eps: float = 1e-6, approximate: str = "none", dropout_p: float = 0.0):
-        params = (ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
+    def __call__(self, x, *params, eps: float = 1e-6, approximate: str = "none", dropout_p: float = 0.0):
+        if len(params) != len(self.param_names):
+            raise TypeError(f"mixerkern.{self.name}: expected x and {len(self.param_names)} parameters "
+                            f"({', '.join(self.param_names)}), got {len(params)} parameters")
         if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
             # Mirror autocast's treatment of Linear: run the whole fused op in the autocast dtype.
             dtype = torch.get_autocast_dtype(x.device.type)
