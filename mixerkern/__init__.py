@@ -2,13 +2,15 @@
 
 >>> from mixerkern import FusedMixerLayer
 >>> layer = FusedMixerLayer(num_patches=64, dim=256)
+>>> from mixerkern import FusedgMLPLayer
+>>> layer = FusedgMLPLayer(num_patches=64, dim=256, hidden=512)
 """
 from . import functional, reference
-from .layers import FusedMixerLayer
+from .layers import FusedgMLPLayer, FusedMixerLayer
 from .ops import backend_info, cpu_isa, set_cpu_isa
 from . import models
 from .fuse import fuse, unfuse
 
 __version__ = "0.1.0"
-__all__ = ["FusedMixerLayer", "backend_info", "cpu_isa", "set_cpu_isa", "functional", "reference",
+__all__ = ["FusedMixerLayer", "FusedgMLPLayer", "backend_info", "cpu_isa", "set_cpu_isa", "functional", "reference",
            "models", "fuse", "unfuse"]

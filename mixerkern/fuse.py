@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import FusedMixerLayer
-from .reference import MixerLayer
+from .layers import FusedgMLPLayer, FusedMixerLayer
+from .reference import MixerLayer, gMLPLayer
 
 # reference class -> fused class. Each pair must share constructor and state_dict, and the reference
 # class must have ``config()`` returning its constructor kwargs. Matching is on the exact type:
 # fused classes subclass their reference class, and user subclasses may change the math.
 FUSED_LAYERS: dict[type[nn.Module], type[nn.Module]] = {
     MixerLayer: FusedMixerLayer,
+    gMLPLayer: FusedgMLPLayer,
 }
 
 

@@ -20,8 +20,9 @@ def test_compiled_cpu_kernels_are_active():
     if FALLBACK_ALLOWED:
         pytest.skip(f"MIXERKERN_ALLOW_FALLBACK=1: {info}")
     assert info["cpu_load_error"] is None, f"C++ kernels failed to load: {info['cpu_load_error']}"
-    for op in ("token_mixing", "channel_mixing"):
+    for op in mixerkern.ops.OPS:
         assert info[op]["cpu"] in ("cpp-avx512", "cpp-generic"), info
+    assert set(mixerkern.ops.OPS) == {"token_mixing", "channel_mixing", "spatial_gating"}
 
 
 def test_best_isa_is_chosen_by_default():

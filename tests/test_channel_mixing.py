@@ -1,5 +1,5 @@
 from mixerkern.ops import channel_mixing
-from mixing_suite import MixingOpSuite
+from op_suite import MixingOpSuite
 
 
 class TestChannelMixing(MixingOpSuite):
@@ -7,3 +7,4 @@ class TestChannelMixing(MixingOpSuite):
     # (batch, num_patches, dim, channel_hidden): odd sizes, row counts that split unevenly into blocks.
     shapes = [(3, 196, 100, 37), (4, 64, 256, 64), (2, 7, 17, 5), (1, 1, 3, 1), (3, 43, 65, 130)]
     small_shape = (2, 5, 6, 3)
+

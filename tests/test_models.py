@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mixerkern import FusedMixerLayer
+from mixerkern import FusedgMLPLayer, FusedMixerLayer
 from mixerkern.models import PRESETS, create_model, flops_per_image, get_preset, list_models
-from mixerkern.reference import MixerLayer
+from mixerkern.reference import MixerLayer, SpatialGatingUnit, gMLPLayer
 
-PAPER = ["mixer-s16", "mixer-b16", "mixer-l16"]
+PAPER = ["mixer-s16", "mixer-b16", "mixer-l16", "gmlp-ti16", "gmlp-s16", "gmlp-b16"]
+LAYERS = {"mixer": (MixerLayer, FusedMixerLayer), "gmlp": (gMLPLayer, FusedgMLPLayer)}  # (reference, fused)
 # Odd / non-power-of-two sizes, positional embedding and final norm on, no dropout (so train mode
 # is deterministic and fused == reference there too).
 TINY = dict(image_size=32, patch_size=8, dim=100, depth=2, token_hidden=37, channel_hidden=50,
@@ -22,6 +23,9 @@ def build_pair(name: str, **overrides):
     """Reference and fused models with the same weights."""
     torch.manual_seed(0)
     reference = create_model(name, fused=False, **overrides)
+    for module in reference.modules():  # timm's near-identity gate init would hide spatial-product errors
+        if isinstance(module, SpatialGatingUnit):
+            torch.nn.init.normal_(module.proj.weight, std=module.proj.in_features ** -0.5)
     fused = create_model(name, fused=True, **overrides)
     fused.load_state_dict(reference.state_dict(), strict=True)
     return reference, fused
@@ -39,6 +43,17 @@ def mixer_param_count(cfg: dict) -> int:
     return (c * p * p * d + d) + cfg["depth"] * block + 2 * d * cfg["final_norm"] + (d * k + k)
 
 
+def gmlp_param_count(cfg: dict) -> int:
+    p, d, c, k, h = cfg["patch_size"], cfg["dim"], cfg["in_chans"], cfg["num_classes"], cfg["hidden"]
+    patches = (cfg["image_size"] // p) ** 2
+    # LN, fc1 (d -> h), gate LN (h/2), proj (patches x patches), fc2 (h/2 -> d)
+    block = 2 * d + (d * h + h) + h + (patches * patches + patches) + (h // 2 * d + d)
+    return (c * p * p * d + d) + cfg["depth"] * block + 2 * d * cfg["final_norm"] + (d * k + k)
+
+
+PARAM_COUNTS = {"mixer": mixer_param_count, "gmlp": gmlp_param_count}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_preset_builds_fused_and_reference_with_identical_names(name):
     with torch.device("meta"):  # no memory, no init cost: the 224 px presets are never materialized
@@ -48,15 +63,18 @@ def test_every_preset_builds_fused_and_reference_with_identical_names(name):
     fused_shapes = {k: v.shape for k, v in fused.state_dict().items()}
     assert ref_shapes == fused_shapes
     assert len(reference.blocks) == len(fused.blocks) == PRESETS[name]["depth"]
-    assert all(type(b) is MixerLayer for b in reference.blocks)
-    assert all(type(b) is FusedMixerLayer for b in fused.blocks)
-    assert sum(p.numel() for p in reference.parameters()) == mixer_param_count(PRESETS[name])
+    ref_layer, fused_layer = LAYERS[PRESETS[name]["block"]]
+    assert all(type(b) is ref_layer for b in reference.blocks)
+    assert all(type(b) is fused_layer for b in fused.blocks)
+    assert sum(p.numel() for p in reference.parameters()) == PARAM_COUNTS[PRESETS[name]["block"]](PRESETS[name])
     assert reference.config == fused.config == {"name": name, **PRESETS[name]}
 
 
 def test_paper_preset_sizes_match_published_counts():
-    # timm's mixer_{s,b,l}16_224 parameter counts (millions), an independent check of the presets.
-    published = {"mixer-s16": 18.53, "mixer-b16": 59.88, "mixer-l16": 208.20}
+    # timm's mixer_{s,b,l}16_224 and gmlp_{ti,s,b}16_224 parameter counts (millions), an independent
+    # check of the presets (the gMLP paper rounds them to 6, 20 and 73 M).
+    published = {"mixer-s16": 18.53, "mixer-b16": 59.88, "mixer-l16": 208.20,
+                 "gmlp-ti16": 5.87, "gmlp-s16": 19.42, "gmlp-b16": 73.08}
     for name in PAPER:
         with torch.device("meta"):
             count = sum(p.numel() for p in create_model(name, fused=False).parameters())
@@ -74,9 +92,15 @@ def test_block_parameter_names_follow_timm():
     assert top == {"stem", "blocks", "norm", "head"}
 
 
+GMLP_TINY = dict(image_size=32, patch_size=8, dim=100, depth=2, hidden=74, num_classes=7, dropout=0.0,
+                 pos_embed=True, final_norm=True)
+
+
 @pytest.mark.parametrize("name, overrides, train", [
     ("mixer-cifar100", {}, False),  # dropout 0.2: fused and torch dropout masks differ, compare in eval
     ("mixer-cifar100", TINY, True),
+    ("gmlp-cifar100", {}, False),
+    ("gmlp-cifar100", GMLP_TINY, True),
 ])
 def test_fused_model_matches_reference(name, overrides, train):
     reference, fused = build_pair(name, **overrides)

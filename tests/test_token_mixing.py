@@ -1,5 +1,5 @@
 from mixerkern.ops import token_mixing
-from mixing_suite import MixingOpSuite
+from op_suite import MixingOpSuite
 
 
 class TestTokenMixing(MixingOpSuite):
@@ -7,3 +7,4 @@ class TestTokenMixing(MixingOpSuite):
     # (batch, num_patches, dim, token_hidden): the seed's shape, odd sizes, and degenerate ones.
     shapes = [(3, 196, 100, 37), (4, 64, 256, 64), (2, 7, 17, 5), (1, 1, 3, 1), (2, 65, 33, 130)]
     small_shape = (2, 5, 6, 3)
+

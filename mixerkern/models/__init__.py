@@ -21,6 +21,14 @@ def _paper_mixer(dim: int, depth: int, token_hidden: int, channel_hidden: int) -
                 block_dropout=None, pos_embed=False, final_norm=True, eps=1e-6, approximate="none")
 
 
+def _paper_gmlp(dim: int) -> dict[str, Any]:
+    # Liu et al. 2021, Table 1 (gMLP-Ti/S/B): 224 px, 16 px patches, 30 blocks, hidden 6 x dim,
+    # final LayerNorm. Gate LayerNorm eps 1e-5 as in timm's weights.
+    return dict(image_size=224, patch_size=16, in_chans=3, num_classes=1000, dim=dim, depth=30, block="gmlp",
+                hidden=6 * dim, dropout=0.0, block_dropout=None, pos_embed=False, final_norm=True, eps=1e-6,
+                gate_eps=1e-5, approximate="none")
+
+
 # Every field of a preset is a keyword of MlpClassifier (block-specific ones go to the block builder),
 # and any of them may be overridden in create_model. New presets: add an entry here.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -33,6 +41,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mixer-s16": _paper_mixer(dim=512, depth=8, token_hidden=256, channel_hidden=2048),
     "mixer-b16": _paper_mixer(dim=768, depth=12, token_hidden=384, channel_hidden=3072),
     "mixer-l16": _paper_mixer(dim=1024, depth=24, token_hidden=512, channel_hidden=4096),
+    # Keras example again: gMLP blocks with fc1 to 2 x dim.
+    "gmlp-cifar100": dict(
+        image_size=64, patch_size=8, in_chans=3, num_classes=100, dim=256, depth=4, block="gmlp",
+        hidden=512, dropout=0.2, block_dropout=None, pos_embed=False, final_norm=False, eps=1e-6,
+        gate_eps=1e-6, approximate="none"),
+    "gmlp-ti16": _paper_gmlp(dim=128),
+    "gmlp-s16": _paper_gmlp(dim=256),
+    "gmlp-b16": _paper_gmlp(dim=512),
 }
 
 

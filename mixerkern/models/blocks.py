@@ -1,4 +1,4 @@
-"""Block registry: how each MLP family (mixer; later gMLP, FNet) builds its block and counts its FLOPs.
+"""Block registry: how each MLP family (mixer, gmlp; later FNet) builds its block and counts its FLOPs.
 
 A family registers a :class:`BlockFamily`; the classifier only ever calls ``build`` and ``gemm_flops``,
 so adding a family is one ``register_block`` call. ``build(num_patches, dim, fused, **kwargs)`` must
@@ -12,8 +12,8 @@ from typing import Callable
 
 from torch import nn
 
-from ..layers import FusedMixerLayer
-from ..reference import MixerLayer
+from ..layers import FusedgMLPLayer, FusedMixerLayer
+from ..reference import MixerLayer, gMLPLayer
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,18 @@ def _mixer_flops(block: nn.Module) -> int:
 
 
 register_block("mixer", BlockFamily(build=_build_mixer, gemm_flops=_mixer_flops))
+
+
+# ---- gMLP ----------------------------------------------------------------------------------------
+def _build_gmlp(num_patches: int, dim: int, fused: bool, **kwargs) -> nn.Module:
+    return (FusedgMLPLayer if fused else gMLPLayer)(num_patches, dim, **kwargs)
+
+
+def _gmlp_flops(block: nn.Module) -> int:
+    # fc1 (D -> hidden) and fc2 (hidden/2 -> D) on every patch, and the spatial projection
+    # (P x P) on each of the hidden/2 gate channels.
+    patches, dim, half = block.num_patches, block.dim, block.hidden // 2
+    return 2 * patches * (dim * 2 * half + half * dim) + 2 * patches * patches * half
+
+
+register_block("gmlp", BlockFamily(build=_build_gmlp, gemm_flops=_gmlp_flops))

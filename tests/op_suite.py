@@ -1,4 +1,4 @@
-"""The test contract every mixing op must meet; test_<op>.py subclasses it with the op and shapes."""
+"""The test contract every fused op must meet; test_<op>.py subclasses it with the op, its inputs and shapes."""
 from __future__ import annotations
 
 import pytest
@@ -6,18 +6,23 @@ import torch
 
 import mixerkern
 from conftest import compiled_isas, cpu_isa
-from mixing_checks import (assert_bf16_error_budget, assert_close_to_reference, make_inputs, rel_err,
-                           run_with_grads)
+from op_checks import (assert_bf16_error_budget, assert_close_to_reference, make_mixing_inputs, random_grad_out,
+                       rel_err, run_with_grads)
 from mixerkern.ops._dropout import dropout_mask, draw_seed
 
 
-class MixingOpSuite:
-    op = None            # the MixingOp under test
-    shapes = ()          # (batch, patches, dim, hidden) cases, odd ones included
+class FusedOpSuite:
+    op = None            # the FusedOp under test
+    shapes = ()          # input-shape cases for `inputs`, odd ones included
     small_shape = None   # for gradcheck/opcheck
 
     def inputs(self, shape, dtype=torch.float32):
-        return make_inputs(self.op.name, *shape, dtype=dtype)
+        """Fresh random (x, [params]) for one shape case."""
+        raise NotImplementedError
+
+    def bad_shape_cases(self, x, params):
+        """(args, message regex) pairs that must raise ValueError: wrong parameter or x sizes."""
+        raise NotImplementedError
 
     # ---- correctness against the reference ---------------------------------------------------
     @pytest.mark.parametrize("isa", compiled_isas() or ["fallback"])
@@ -68,7 +73,7 @@ class MixingOpSuite:
         if len(isas) < 2:
             pytest.skip(f"only {isas} available on this CPU")
         x, params = self.inputs(self.shapes[0])
-        g = torch.randn_like(x)
+        g = random_grad_out(self.op, x)
         results = {}
         for isa in isas:
             with cpu_isa(isa):
@@ -97,12 +102,11 @@ class MixingOpSuite:
         x, params = self.inputs(self.shapes[0])
         x = x[:0].requires_grad_()
         out = self.op(x, *params)
-        assert out.shape == x.shape
+        assert out.shape == self.op.output_shape(tuple(x.shape))
         out.sum().backward()
         assert x.grad.shape == x.shape
 
     def test_non_contiguous_input(self):
-        b, p, d, h = self.shapes[0]
         x, params = self.inputs(self.shapes[0])
         xt = x.transpose(0, 1).contiguous().transpose(0, 1)  # same values, non-contiguous strides
         assert not xt.is_contiguous()
@@ -117,25 +121,38 @@ class MixingOpSuite:
 
     def test_bad_input_errors_name_the_argument(self):
         x, params = self.inputs(self.shapes[0])
+        names = self.op.param_names
         with pytest.raises(ValueError, match=r"x must be 3-D"):
             self.op(x[0], *params)
-        with pytest.raises(ValueError, match=r"fc1_weight must have shape"):
-            self.op(x, params[0], params[1], params[2][:, :-1], *params[3:])
-        with pytest.raises(ValueError, match=r"ln_weight must have shape"):
-            self.op(x[..., :-1], *params)
+        for args, message in self.bad_shape_cases(x, params):
+            with pytest.raises(ValueError, match=message):
+                self.op(*args)
         with pytest.raises(TypeError, match=r"x must be float32, bfloat16 or float64"):
             self.op(x.half(), *[p.half() for p in params])
-        with pytest.raises(TypeError, match=r"fc2_bias has dtype torch.float64"):
-            self.op(x, *params[:5], params[5].double())
-        with pytest.raises(ValueError, match=r"fc2_weight is on meta"):
-            self.op(x, *params[:4], params[4].to("meta"), params[5])
+        with pytest.raises(TypeError, match=rf"{names[-1]} has dtype torch.float64"):
+            self.op(x, *params[:-1], params[-1].double())
+        with pytest.raises(ValueError, match=rf"{names[-2]} is on meta"):
+            self.op(x, *params[:-2], params[-2].to("meta"), params[-1])
+        with pytest.raises(TypeError, match=r"expected x and"):
+            self.op(x, *params[:-1])
 
     def test_compiled_op_rejects_bad_shapes_too(self):
         """The C++ kernel repeats the checks, for callers that bypass the Python API."""
         if mixerkern.cpu_isa() == "none":
             pytest.skip("compiled kernels not loaded")
         x, params = self.inputs(self.shapes[0])
-        with pytest.raises(RuntimeError, match=r"fc2_bias must have shape"):
-            self.op.forward_op(x, *params[:5], params[5][:-1], 1e-6, "none", 0.0, None)
+        with pytest.raises(RuntimeError, match=rf"{self.op.param_names[-1]} must have shape"):
+            self.op.forward_op(x, *params[:-1], params[-1][:-1], 1e-6, "none", 0.0, None)
         with pytest.raises(RuntimeError, match=r"approximate must be"):
             self.op.forward_op(x, *params, 1e-6, "sigmoid", 0.0, None)
+
+
+class MixingOpSuite(FusedOpSuite):
+    """Token and channel mixing: shapes are (batch, num_patches, dim, hidden)."""
+
+    def inputs(self, shape, dtype=torch.float32):
+        return make_mixing_inputs(self.op.name, *shape, dtype=dtype)
+
+    def bad_shape_cases(self, x, params):
+        return [((x, params[0], params[1], params[2][:, :-1], *params[3:]), r"fc1_weight must have shape"),
+                ((x[..., :-1], *params), r"ln_weight must have shape")]

@@ -1,4 +1,4 @@
-"""Checks shared by the token- and channel-mixing op tests (each op's test file parametrizes them).
+"""Checks shared by every fused op's tests (each op's test file parametrizes them).
 
 Error metric everywhere: ||a - b|| / ||b|| over the whole tensor.
 """
@@ -8,7 +8,6 @@ import torch
 
 from mixerkern.ops._dropout import dropout_mask, draw_seed
 
-PARAM_NAMES = ("ln_weight", "ln_bias", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
 # Forward / gradient tolerances per dtype (bf16 is judged against float64 truth instead).
 FP32_FWD_RTOL, FP32_GRAD_RTOL = 1e-5, 1e-4
 
@@ -18,14 +17,29 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-def make_inputs(op_name: str, batch: int, patches: int, dim: int, hidden: int, dtype=torch.float32):
-    """Fresh random x and parameters (non-trivial LN affine and biases)."""
+def make_mixing_inputs(op_name: str, batch: int, patches: int, dim: int, hidden: int, dtype=torch.float32):
+    """Fresh random x and token/channel-mixing parameters (non-trivial LN affine and biases)."""
     mixed = patches if op_name == "token_mixing" else dim
     x = torch.randn(batch, patches, dim, dtype=torch.float64)
     params = [1 + 0.3 * torch.randn(dim, dtype=torch.float64), 0.2 * torch.randn(dim, dtype=torch.float64),
               torch.randn(hidden, mixed, dtype=torch.float64) / mixed**0.5, 0.5 * torch.randn(hidden, dtype=torch.float64),
               torch.randn(mixed, hidden, dtype=torch.float64) / hidden**0.5, 0.5 * torch.randn(mixed, dtype=torch.float64)]
     return x.to(dtype), [p.to(dtype) for p in params]
+
+
+def make_gating_inputs(batch: int, patches: int, hidden: int, dtype=torch.float32):
+    """Fresh random fc1 pre-activation x (B, P, hidden) and spatial-gating parameters. The proj
+    weight is O(1/sqrt(P)), not timm's near-zero init, so the spatial product really matters."""
+    half = hidden // 2
+    x = torch.randn(batch, patches, hidden, dtype=torch.float64)
+    params = [1 + 0.3 * torch.randn(half, dtype=torch.float64), 0.2 * torch.randn(half, dtype=torch.float64),
+              torch.randn(patches, patches, dtype=torch.float64) / patches**0.5,
+              1 + 0.5 * torch.randn(patches, dtype=torch.float64)]
+    return x.to(dtype), [p.to(dtype) for p in params]
+
+
+def random_grad_out(op, x):
+    return torch.randn(op.output_shape(tuple(x.shape)), dtype=x.dtype)
 
 
 def run_with_grads(fn, x, params, grad_out, **kw):
@@ -48,14 +62,14 @@ def fused_vs_reference(op, x, params, grad_out, mask=None, seed=None, dropout_p=
 
 
 def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", eps=1e-6):
-    grad_out = torch.randn_like(x)
+    grad_out = random_grad_out(op, x)
     seed = draw_seed() if dropout_p > 0 else None
     mask = dropout_mask(seed, x.shape, dropout_p, x.dtype) if dropout_p > 0 else None
     (out, grads), (ref_out, ref_grads) = fused_vs_reference(
         op, x, params, grad_out, mask=mask, seed=seed, dropout_p=dropout_p, approximate=approximate, eps=eps)
     assert out.shape == ref_out.shape and out.dtype == ref_out.dtype
     assert rel_err(out, ref_out) <= FP32_FWD_RTOL, f"forward: {rel_err(out, ref_out):.2e}"
-    for name, g, rg in zip(("x",) + PARAM_NAMES, grads, ref_grads):
+    for name, g, rg in zip(("x",) + op.param_names, grads, ref_grads):
         assert g.shape == rg.shape and g.dtype == rg.dtype, name
         # Absolute floor for gradients that are exactly zero in exact math (e.g. LN weight when dim=1).
         err, scale = (g.double() - rg.double()).norm().item(), rg.double().norm().item()
@@ -64,14 +78,14 @@ def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", 
 
 def assert_bf16_error_budget(op, x64, params64, approximate="none"):
     """Fused bf16 error vs float64 truth must be at most 2x the bf16 reference's own error."""
-    grad64 = torch.randn_like(x64)
+    grad64 = random_grad_out(op, x64)
     truth = run_with_grads(op.reference, x64, params64, grad64, approximate=approximate)
     bf = lambda ts: [t.bfloat16() for t in ts]  # noqa: E731
     xb, pb, gb = x64.bfloat16(), bf(params64), grad64.bfloat16()
     fused = run_with_grads(op, xb, pb, gb, approximate=approximate)
     ref = run_with_grads(op.reference, xb, pb, gb, approximate=approximate)
     pairs = [("out", fused[0], ref[0], truth[0])] + [
-        (n, f, r, t) for n, f, r, t in zip(("x",) + PARAM_NAMES, fused[1], ref[1], truth[1])]
+        (n, f, r, t) for n, f, r, t in zip(("x",) + op.param_names, fused[1], ref[1], truth[1])]
     for name, f, r, t in pairs:
         assert f.dtype == torch.bfloat16, name
         fe, re = rel_err(f, t), rel_err(r, t)
