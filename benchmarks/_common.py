@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 import mixerkern
 
-MODEL = "mixer-cifar100"
+# The model-level benchmarks, one test_<family>.py each, in summary order.
+MODELS = ("mixer-cifar100", "gmlp-cifar100")
 BATCH = int(os.environ.get("MIXERKERN_BENCH_BATCH", "128"))
 ALL_CORES = os.cpu_count() or 1
 THREADS = sorted({1, ALL_CORES})
@@ -183,8 +184,9 @@ def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
 
 
-def assert_close(actual, expected, dtype: str, what: str) -> None:
-    """Sanity check (not a unit test): relative L2 error within the precision's tolerance."""
+def assert_close(actual, expected, dtype: str, what: str, eager_error: float = 0.0) -> None:
+    """Sanity check (not a unit test): relative L2 error within the precision's tolerance, or within
+    twice ``eager_error`` (the eager reference's own error at this precision) where that is larger."""
     assert torch.isfinite(actual).all(), f"{what}: non-finite values"
-    err = rel_error(actual, expected)
-    assert err <= REL_TOL[dtype], f"{what}: relative error {err:.2e} > {REL_TOL[dtype]:.0e} vs the reference"
+    err, tol = rel_error(actual, expected), max(REL_TOL[dtype], 2 * eager_error)
+    assert err <= tol, f"{what}: relative error {err:.2e} > {tol:.2e} vs the reference"

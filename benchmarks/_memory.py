@@ -1,5 +1,5 @@
 """Training-step memory of one provider, measured in a fresh subprocess
-(``python -m benchmarks._memory PROVIDER DTYPE``; ``training_memory`` runs it with the allocator pinned).
+(``python -m benchmarks._memory MODEL PROVIDER DTYPE``; ``training_memory`` runs it with the allocator pinned).
 
 Two numbers, both for the model-level training step:
 
@@ -33,7 +33,7 @@ import torch
 
 from mixerkern.models import create_model
 
-from ._common import ALL_CORES, BATCH, MODEL, make_batch, precision, train_step
+from ._common import ALL_CORES, BATCH, make_batch, precision, train_step
 
 MIB = 2**20
 
@@ -73,10 +73,10 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def measure(provider: str, dtype: str, steps: int = 2) -> dict:
+def measure(model_name: str, provider: str, dtype: str, steps: int = 2) -> dict:
     torch.set_num_threads(ALL_CORES)
     torch.manual_seed(0)
-    model = create_model(MODEL, fused=provider == "fused")
+    model = create_model(model_name, fused=provider == "fused")
     images, labels = make_batch(model, BATCH)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     train_step(model, model, optimizer, images, labels, dtype)  # warm-up (see the docstring)
@@ -95,15 +95,15 @@ def measure(provider: str, dtype: str, steps: int = 2) -> dict:
 
 
 @functools.cache
-def training_memory(provider: str, dtype: str) -> dict:
+def training_memory(model_name: str, provider: str, dtype: str) -> dict:
     """Runs ``measure`` in a fresh interpreter (same environment) and returns its result."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    command = [sys.executable, "-W", "ignore", "-m", f"{__package__}._memory", provider, dtype]
+    command = [sys.executable, "-W", "ignore", "-m", f"{__package__}._memory", model_name, provider, dtype]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=package_parent)
     if done.returncode != 0:
-        raise RuntimeError(f"memory subprocess ({provider}, {dtype}) failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"memory subprocess ({model_name}, {provider}, {dtype}) failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 if __name__ == "__main__":
-    print(json.dumps(measure(*sys.argv[1:3])))
+    print(json.dumps(measure(*sys.argv[1:4])))

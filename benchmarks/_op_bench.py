@@ -1,12 +1,13 @@
-"""Op-level benchmark shared by test_token_mixing.py and test_channel_mixing.py (one file per op).
+"""Op-level benchmark shared by the test_<op>.py files (one file per op).
 
-Each op runs at the shapes it has in the mixer-cifar100 model's first block (x: (B, P, D)), 1 thread,
+Each op runs at the shapes it has in the first block of its model (mixer-cifar100 for token and
+channel mixing, gmlp-cifar100 for spatial gating), 1 thread,
 with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.compile of that) and
 ``fused`` (mixerkern.functional). Passes:
 
 * ``fwd``: the forward as it runs in training (inputs require grad, so autograd records the graph
   and saves what backward needs); one torch.compile graph then serves both passes.
-* ``fwd+bwd``: that forward plus ``torch.autograd.grad`` of all 7 inputs.
+* ``fwd+bwd``: that forward plus ``torch.autograd.grad`` of all inputs.
 
 No dropout (dropout_p = 0): the reference takes an explicit mask while the fused op draws its own,
 so only p = 0 is the same work for every provider; the model-level benchmark covers dropout.
@@ -19,11 +20,11 @@ import torch
 
 import mixerkern
 from mixerkern.models import create_model
-from mixerkern.reference import MixerLayer
+from mixerkern.ops import OPS
+from mixerkern.reference import MixerLayer, gMLPLayer
 from mixerkern.reference import functional as reference
 
-from ._common import (BATCH, DTYPES, MODEL, PROVIDERS, assert_close, precision, prepare_compiled,
-                      record, run_pedantic)
+from ._common import BATCH, DTYPES, PROVIDERS, assert_close, precision, prepare_compiled, record, run_pedantic
 
 PASSES = ("fwd", "fwd+bwd")
 THREADS = 1
@@ -31,27 +32,51 @@ ROUNDS, WARMUP_ROUNDS = 10, 2  # one call is a few ms to ~0.1 s
 CONFIGS = [(pass_, dtype, provider) for pass_ in PASSES for dtype in DTYPES for provider in PROVIDERS]
 
 
+def block_config(model: str) -> dict:
+    with torch.device("meta"):  # only the architecture is needed from the model
+        return create_model(model, fused=False).blocks[0].config()
+
+
+def mixing_case(op: str):
+    """x, parameters, settings and forward GEMM FLOPs of token or channel mixing in mixer-cifar100."""
+    config = block_config("mixer-cifar100")
+    torch.manual_seed(0)
+    layer = MixerLayer(**config)  # nn.Linear/LayerNorm initialisation of the parameters
+    norm, mlp = (layer.norm1, layer.mlp_tokens) if op == "token_mixing" else (layer.norm2, layer.mlp_channels)
+    patches, dim = config["num_patches"], config["dim"]
+    params = (norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias)
+    # Two GEMMs of hidden x in_features per row, 2 FLOPs per multiply-add; the token MLP has
+    # B*D rows of length P, the channel MLP B*P rows of length D: 4*B*P*D*hidden either way.
+    flops = 4 * BATCH * patches * dim * mlp.fc1.out_features
+    return torch.randn(BATCH, patches, dim), params, dict(eps=config["eps"], approximate=config["approximate"]), flops
+
+
+def gating_case(op: str):
+    """The same for spatial gating in gmlp-cifar100; x is fc1's output, (B, P, hidden)."""
+    config = block_config("gmlp-cifar100")
+    torch.manual_seed(0)
+    gate = gMLPLayer(**config).mlp_channels.gate
+    patches, half = config["num_patches"], config["hidden"] // 2
+    # timm's near-zero init would make the spatial product numerically irrelevant to the checks.
+    torch.nn.init.normal_(gate.proj.weight, std=patches**-0.5)
+    params = (gate.norm.weight, gate.norm.bias, gate.proj.weight, gate.proj.bias)
+    flops = 2 * BATCH * patches * patches * half  # W (P x P) times LN(V) (P x half) per sample
+    settings = dict(eps=config["gate_eps"], approximate=config["approximate"])
+    return torch.randn(BATCH, patches, 2 * half), params, settings, flops
+
+
+CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case}
+
+
 class OpBench:
     """Inputs, the three providers and the FLOP count of one op at the benchmark shapes."""
 
     def __init__(self, op: str):
-        with torch.device("meta"):  # only the architecture is needed from the model
-            config = create_model(MODEL, fused=False).blocks[0].config()
-        torch.manual_seed(0)
-        layer = MixerLayer(**config)  # nn.Linear/LayerNorm initialisation of the parameters
-        token = op == "token_mixing"
-        norm, mlp = (layer.norm1, layer.mlp_tokens) if token else (layer.norm2, layer.mlp_channels)
-        patches, dim = config["num_patches"], config["dim"]
-        x = torch.randn(BATCH, patches, dim)
-        params = (norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias)
+        self.op = OPS[op]
+        x, params, kwargs, self.forward_flops = CASES[op](op)
         self.inputs = tuple(t.detach().clone().requires_grad_() for t in (x, *params))
-        grad_out = torch.randn(BATCH, patches, dim)
+        grad_out = torch.randn(self.op.output_shape(tuple(x.shape)))
         self.grad_out = {torch.float32: grad_out, torch.bfloat16: grad_out.bfloat16()}
-        # Two GEMMs of hidden x in_features per row, 2 FLOPs per multiply-add; the token MLP has
-        # B*D rows of length P, the channel MLP B*P rows of length D: 4*B*P*D*hidden either way.
-        hidden = mlp.fc1.out_features
-        self.forward_flops = 4 * BATCH * patches * dim * hidden
-        kwargs = dict(eps=config["eps"], approximate=config["approximate"])
         fused_op, reference_op = getattr(mixerkern.functional, op), getattr(reference, op)
 
         def eager(*inputs):
@@ -75,8 +100,7 @@ class OpBench:
         if provider == "eager" or (provider, pass_, dtype) in self.checked:
             return
         self.checked.add((provider, pass_, dtype))
-        names = ("output", "grad x", "grad ln_weight", "grad ln_bias", "grad fc1_weight",
-                 "grad fc1_bias", "grad fc2_weight", "grad fc2_bias")
+        names = ("output", *(f"grad {name}" for name in ("x", *self.op.param_names)))
         for name, actual, expected in zip(names, self.run(provider, pass_, dtype),
                                           self.run("eager", pass_, dtype)):
             assert_close(actual, expected, dtype, f"{what}: {name}")

@@ -39,7 +39,8 @@ def sort_key(row: dict) -> tuple:
     """Model-level rows first, then ops; within each, by mode, dtype, threads and provider."""
     order = {name: i for i, name in enumerate(("inference", "train", "fwd", "fwd+bwd", *_common.DTYPES,
                                                 *_common.PROVIDERS))}
-    return (row["model"] != _common.MODEL, row["model"], order[row["mode"]], order[row["dtype"]],
+    models = {name: i for i, name in enumerate(_common.MODELS)}
+    return (models.get(row["model"], len(models)), row["model"], order[row["mode"]], order[row["dtype"]],
             row["threads"], order[row["provider"]])
 
 

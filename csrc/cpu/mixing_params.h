@@ -101,7 +101,7 @@ inline size_t channel_scratch(int, int D, int H, bool backward) {
 inline size_t round_to_lanes(size_t n) { return (n + 15) / 16 * 16; }  // keeps sub-buffers 64-byte aligned
 inline size_t gating_scratch(int P, int half, bool backward) {
   const size_t tile = round_to_lanes(size_t(P) * half);
-  return backward ? 5 * tile + 2 * round_to_lanes(P) : tile + round_to_lanes(half);
+  return backward ? 6 * tile + 2 * round_to_lanes(P) : 2 * tile + round_to_lanes(half);
 }
 
 }}  // namespace mixerkern::cpu

@@ -23,21 +23,34 @@ inline V dropped_gelu(V z, bool tanh_gelu, const Dropout& drop, uint64_t idx, V*
   return h * f;
 }
 
-// V-half rows of h for one sample: hv (P x C') = Drop(GELU(x[:, C':])), then LN(V) into vn.
+// h = Drop(GELU(x)) over one row of n values whose first element is element idx of h, and
+// dh = dh/dx if given.
 template <class V, class T, class S = typename V::scalar>
-inline void gated_half_layernorm(const GatingArgs<T>& a, const T* x, int64_t base, const Dropout& drop, S* hv,
-                                 int64_t hv_rs, S* vn, S* mean = nullptr, S* rstd = nullptr) {
+inline void dropped_gelu_row(const T* x, int n, bool tanh_gelu, const Dropout& drop, int64_t idx, S* h,
+                             S* dh = nullptr) {
+  for (int j = 0; j < n; j += kLanes) {
+    const auto m = V::mask(n - j);
+    V grad;
+    dropped_gelu<V>(load_as(x + j, m), tanh_gelu, drop, uint64_t(idx + j), dh ? &grad : nullptr).store(h + j, m);
+    if (dh) grad.store(dh + j, m);
+  }
+}
+
+// Both halves of h for one sample, row by row (x is read once, front to back): U into hu, V into
+// hv (row stride hv_rs: 0 reuses one row buffer), LN(V) into vn, and with gu/gv the derivatives.
+template <class V, class T, class S = typename V::scalar>
+inline void gating_prologue(const GatingArgs<T>& a, const T* x, int64_t base, const Dropout& drop, S* hu, S* hv,
+                            int64_t hv_rs, S* vn, S* gu = nullptr, S* gv = nullptr, S* mean = nullptr,
+                            S* rstd = nullptr) {
   const int P = a.patches, C = a.half;
   for (int p = 0; p < P; ++p) {
-    S* row = hv + p * hv_rs;
-    const int64_t off = int64_t(p) * 2 * C + C;
-    for (int j = 0; j < C; j += kLanes) {
-      const auto m = V::mask(C - j);
-      dropped_gelu<V>(load_as(x + off + j, m), a.tanh_gelu, drop, uint64_t(base + off + j)).store(row + j, m);
-    }
+    const int64_t off = int64_t(p) * 2 * C, r = int64_t(p) * C;
+    S* v = hv + p * hv_rs;
+    dropped_gelu_row<V>(x + off, C, a.tanh_gelu, drop, base + off, hu + r, gu ? gu + r : nullptr);
+    dropped_gelu_row<V>(x + off + C, C, a.tanh_gelu, drop, base + off + C, v, gv ? gv + r : nullptr);
     S mu, rs;
-    row_stats<V>(row, C, a.eps, &mu, &rs);
-    row_normalize<V>(row, C, mu, rs, a.ln_w, a.ln_b, vn + int64_t(p) * C);
+    row_stats<V>(v, C, a.eps, &mu, &rs);
+    row_normalize<V>(v, C, mu, rs, a.ln_w, a.ln_b, vn + r);
     if (mean) { mean[p] = mu; rstd[p] = rs; }
   }
 }
@@ -49,18 +62,18 @@ void spatial_gating_forward(const GatingArgs<T>& a, int64_t b0, int64_t b1, comp
   using M = typename V::Mask;
   const int P = a.patches, C = a.half;
   const Dropout drop = make_dropout(a);
-  S* vn = scratch;                                // P x C   LN(V)
-  S* hv = vn + round_to_lanes(size_t(P) * C);     // C       one row of V at a time
+  const size_t tile = round_to_lanes(size_t(P) * C);
+  S* vn = scratch;         // P x C   LN(V)
+  S* hu = vn + tile;       // P x C   U
+  S* hv = hu + tile;       // C       one row of V at a time
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t base = b * P * 2 * C;  // dropout counter of h[b, 0, 0]
-    const T* x = a.x + base;
     T* out = a.out + b * P * C;
-    gated_half_layernorm<V>(a, x, base, drop, hv, 0, vn);
-    // out = U * (W LN(V) + b); W(i, k) = proj_wt[k P + i]. U is made here, where it is used.
+    gating_prologue<V>(a, a.x + base, base, drop, hu, hv, 0, vn);
+    // out = U * (W LN(V) + b); W(i, k) = proj_wt[k P + i].
     gemm<V>(P, C, P, a.proj_wt, 1, P, vn, C, [&](int i, int j, V s, M m) {
-      const int64_t off = int64_t(i) * 2 * C + j;
-      const V u = dropped_gelu<V>(load_as(x + off, m), a.tanh_gelu, drop, uint64_t(base + off));
-      store_as(out + int64_t(i) * C + j, u * (s + V::set1(a.proj_b[i])), m);
+      const int64_t r = int64_t(i) * C + j;
+      store_as(out + r, V::load(hu + r, m) * (s + V::set1(a.proj_b[i])), m);
     });
   }
 }
@@ -74,27 +87,29 @@ void spatial_gating_backward(const GatingArgs<T>& a, int64_t b0, int64_t b1, com
   const int P = a.patches, C = a.half;
   const Dropout drop = make_dropout(a);
   const size_t tile = round_to_lanes(size_t(P) * C);
-  S* hv = scratch;              // P x C   V
-  S* vn = hv + tile;            // P x C   LN(V)
-  S* vn_t = vn + tile;          // C x P   LN(V)^T
-  S* ds = vn_t + tile;          // P x C   dS
-  S* dvn = ds + tile;           // P x C   dLN(V)
-  S* mean = dvn + tile;         // P
+  S* hu = scratch;          // P x C   U, then dS (each element read, then overwritten, in one epilogue)
+  S* hv = hu + tile;        // P x C   V
+  S* gu = hv + tile;        // P x C   dU/dx
+  S* gv = gu + tile;        // P x C   dV/dx
+  S* vn = gv + tile;        // P x C   LN(V)
+  S* vn_t = vn + tile;      // C x P   LN(V)^T, then dLN(V) (P x C)
+  S* mean = vn_t + tile;    // P
   S* rstd = mean + round_to_lanes(size_t(P));  // P
+  S* ds = hu;
+  S* dvn = vn_t;
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t base = b * P * 2 * C;
     const T* x = a.x + base;
     const T* gout = a.grad_out + b * P * C;
     T* dx = a.out + base;
-    gated_half_layernorm<V>(a, x, base, drop, hv, C, vn, mean, rstd);
-    // S recomputed in registers: dS = G * U is kept, dU = G * S goes straight to dx's U half.
+    gating_prologue<V>(a, x, base, drop, hu, hv, C, vn, gu, gv, mean, rstd);
+    // S recomputed in registers: dS = G * U replaces U, dU = G * S goes straight to dx's U half.
     gemm<V>(P, C, P, a.proj_wt, 1, P, vn, C, [&](int i, int j, V s, M m) {
-      const int64_t off = int64_t(i) * 2 * C + j;
-      V grad;
-      const V u = dropped_gelu<V>(load_as(x + off, m), a.tanh_gelu, drop, uint64_t(base + off), &grad);
-      const V go = load_as(gout + int64_t(i) * C + j, m);
-      (go * u).store(ds + int64_t(i) * C + j, m);
-      store_as(dx + off, go * (s + V::set1(a.proj_b[i])) * grad, m);
+      const int64_t r = int64_t(i) * C + j;
+      const V go = load_as(gout + r, m);
+      const V sg = go * (s + V::set1(a.proj_b[i]));
+      (go * V::load(hu + r, m)).store(ds + r, m);
+      store_as(dx + int64_t(i) * 2 * C + j, sg * V::load(gu + r, m), m);
     });
     for (int i = 0; i < P; ++i) {
       V sum = V::zero();
@@ -105,14 +120,11 @@ void spatial_gating_backward(const GatingArgs<T>& a, int64_t b0, int64_t b1, com
     gemm<V>(P, P, C, ds, C, 1, vn_t, P, AccumulateTo<V>{g.proj_w, P});  // dW += dS LN(V)^T
     gemm<V>(P, C, P, a.proj_w, 1, P, ds, C, StoreTo<V>{dvn, C});        // W^T(i, k) = proj_w[k P + i]
     for (int p = 0; p < P; ++p) {
-      const int64_t off = int64_t(p) * 2 * C + C;
-      row_layernorm_backward<V>(hv + int64_t(p) * C, dvn + int64_t(p) * C, C, a.ln_w, mean[p], rstd[p], g.ln_w,
-                                g.ln_b, [&](int j, V dv, M m) {
-                                  V grad;
-                                  dropped_gelu<V>(load_as(x + off + j, m), a.tanh_gelu, drop,
-                                                  uint64_t(base + off + j), &grad);
-                                  store_as(dx + off + j, dv * grad, m);
-                                });
+      const int64_t r = int64_t(p) * C;
+      T* dxv = dx + int64_t(p) * 2 * C + C;
+      const S* gvp = gv + r;
+      row_layernorm_backward<V>(hv + r, dvn + r, C, a.ln_w, mean[p], rstd[p], g.ln_w, g.ln_b,
+                                [&](int j, V d, M m) { store_as(dxv + j, d * V::load(gvp + j, m), m); });
     }
   }
 }
