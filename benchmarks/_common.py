@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import mixerkern
 
 # The model-level benchmarks, one test_<family>.py each, in summary order.
-MODELS = ("mixer-cifar100", "gmlp-cifar100")
+MODELS = ("mixer-cifar100", "gmlp-cifar100", "fnet-cifar100")
 BATCH = int(os.environ.get("MIXERKERN_BENCH_BATCH", "128"))
 ALL_CORES = os.cpu_count() or 1
 THREADS = sorted({1, ALL_CORES})

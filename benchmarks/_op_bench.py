@@ -1,7 +1,7 @@
 """Op-level benchmark shared by the test_<op>.py files (one file per op).
 
 Each op runs at the shapes it has in the first block of its model (mixer-cifar100 for token and
-channel mixing, gmlp-cifar100 for spatial gating), 1 thread,
+channel mixing, gmlp-cifar100 for spatial gating, fnet-cifar100 for Fourier mixing), 1 thread,
 with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.compile of that) and
 ``fused`` (mixerkern.functional). Passes:
 
@@ -15,13 +15,14 @@ so only p = 0 is the same work for every provider; the model-level benchmark cov
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
 import mixerkern
 from mixerkern.models import create_model
 from mixerkern.ops import OPS
-from mixerkern.reference import MixerLayer, gMLPLayer
+from mixerkern.reference import FNetLayer, MixerLayer, gMLPLayer
 from mixerkern.reference import functional as reference
 
 from ._common import BATCH, DTYPES, PROVIDERS, assert_close, precision, prepare_compiled, record, run_pedantic
@@ -65,7 +66,19 @@ def gating_case(op: str):
     return torch.randn(BATCH, patches, 2 * half), params, settings, flops
 
 
-CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case}
+def fourier_case(op: str):
+    """The same for Fourier mixing in fnet-cifar100: x (B, P, D), norm1's parameters."""
+    config = block_config("fnet-cifar100")
+    torch.manual_seed(0)
+    norm = FNetLayer(**config).norm1
+    patches = create_model("fnet-cifar100", fused=False, depth=0).num_patches
+    points = patches * config["dim"]
+    flops = round(BATCH * 2.5 * points * math.log2(points))  # the FFT count the model's roofline uses
+    return torch.randn(BATCH, patches, config["dim"]), (norm.weight, norm.bias), dict(eps=config["eps"]), flops
+
+
+CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case,
+         "fourier_mixing": fourier_case}
 
 
 class OpBench:

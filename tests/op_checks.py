@@ -38,6 +38,13 @@ def make_gating_inputs(batch: int, patches: int, hidden: int, dtype=torch.float3
     return x.to(dtype), [p.to(dtype) for p in params]
 
 
+def make_fourier_inputs(batch: int, tokens: int, dim: int, dtype=torch.float32):
+    """Fresh random x (B, tokens, dim) and the LayerNorm's affine parameters."""
+    x = torch.randn(batch, tokens, dim, dtype=torch.float64)
+    params = [1 + 0.3 * torch.randn(dim, dtype=torch.float64), 0.2 * torch.randn(dim, dtype=torch.float64)]
+    return x.to(dtype), [p.to(dtype) for p in params]
+
+
 def random_grad_out(op, x):
     return torch.randn(op.output_shape(tuple(x.shape)), dtype=x.dtype)
 
@@ -50,14 +57,23 @@ def run_with_grads(fn, x, params, grad_out, **kw):
     return out.detach(), grads
 
 
+def op_settings(op, eps=1e-6, approximate="none", dropout_p=0.0, seed=None) -> tuple:
+    """The positional settings of ``op.forward_op`` after x and the parameters."""
+    return (eps, approximate, dropout_p, seed) if op.activation else (eps,)
+
+
+def reference_kwargs(op, eps=1e-6, approximate="none", mask=None) -> dict:
+    return dict(eps=eps, approximate=approximate, mask=mask) if op.activation else dict(eps=eps)
+
+
 def fused_vs_reference(op, x, params, grad_out, mask=None, seed=None, dropout_p=0.0, **kw):
     """(fused out, fused grads), (reference out, reference grads) for one op and one input."""
     if seed is None:
         fused = run_with_grads(op, x, params, grad_out, dropout_p=dropout_p, **kw)
     else:  # call the registered op directly with a known seed, so the mask can be reproduced
-        fused = run_with_grads(lambda *t, **k: op.forward_op(*t, k["eps"], k["approximate"], dropout_p, seed),
+        fused = run_with_grads(lambda *t, **k: op.forward_op(*t, *op_settings(op, dropout_p=dropout_p, seed=seed, **k)),
                                x, params, grad_out, **kw)
-    ref = run_with_grads(op.reference, x, params, grad_out, mask=mask, **kw)
+    ref = run_with_grads(op.reference, x, params, grad_out, **reference_kwargs(op, mask=mask, **kw))
     return fused, ref
 
 
@@ -79,11 +95,12 @@ def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", 
 def assert_bf16_error_budget(op, x64, params64, approximate="none"):
     """Fused bf16 error vs float64 truth must be at most 2x the bf16 reference's own error."""
     grad64 = random_grad_out(op, x64)
-    truth = run_with_grads(op.reference, x64, params64, grad64, approximate=approximate)
+    kw = reference_kwargs(op, approximate=approximate)
+    truth = run_with_grads(op.reference, x64, params64, grad64, **kw)
     bf = lambda ts: [t.bfloat16() for t in ts]  # noqa: E731
     xb, pb, gb = x64.bfloat16(), bf(params64), grad64.bfloat16()
     fused = run_with_grads(op, xb, pb, gb, approximate=approximate)
-    ref = run_with_grads(op.reference, xb, pb, gb, approximate=approximate)
+    ref = run_with_grads(op.reference, xb, pb, gb, **kw)
     pairs = [("out", fused[0], ref[0], truth[0])] + [
         (n, f, r, t) for n, f, r, t in zip(("x",) + op.param_names, fused[1], ref[1], truth[1])]
     for name, f, r, t in pairs:

@@ -5,16 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from mixerkern import FusedgMLPLayer, FusedMixerLayer, fuse, unfuse
+from mixerkern import FusedFNetLayer, FusedgMLPLayer, FusedMixerLayer, fuse, unfuse
 from mixerkern.models import create_model
-from mixerkern.reference import MixerLayer, gMLPLayer
+from mixerkern.reference import FNetLayer, MixerLayer, gMLPLayer
 
 TINY = dict(image_size=32, patch_size=8, dim=36, depth=3, token_hidden=11, channel_hidden=50,
             num_classes=5, final_norm=True, pos_embed=True)
 
 
 def block_types(model: nn.Module) -> list[type]:
-    return [type(m) for m in model.modules() if isinstance(m, (MixerLayer, gMLPLayer))]
+    return [type(m) for m in model.modules() if isinstance(m, (MixerLayer, gMLPLayer, FNetLayer))]
 
 
 def images(batch: int = 2, dtype=torch.float32) -> torch.Tensor:
@@ -44,16 +44,18 @@ def test_model_round_trip_keeps_outputs_names_and_parameters():
     assert torch.equal(model(x), expected)  # back to the very same reference math
 
 
-def test_gmlp_model_round_trip():
+@pytest.mark.parametrize("name, reference, fused", [("gmlp-cifar100", gMLPLayer, FusedgMLPLayer),
+                                                    ("fnet-cifar100", FNetLayer, FusedFNetLayer)])
+def test_other_families_round_trip(name, reference, fused):
     torch.manual_seed(0)
-    model = create_model("gmlp-cifar100", fused=False, image_size=32, dim=36, depth=2, hidden=50).eval()
+    model = create_model(name, fused=False, image_size=32, dim=36, depth=2, hidden=50).eval()
     x = images()
     expected = model(x)
     fuse(model)
-    assert block_types(model) == [FusedgMLPLayer] * 2
+    assert block_types(model) == [fused] * 2
     assert (model(x) - expected).abs().max() <= 1e-5 * expected.abs().max()
     unfuse(model)
-    assert block_types(model) == [gMLPLayer] * 2
+    assert block_types(model) == [reference] * 2
     assert torch.equal(model(x), expected)
 
 

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mixerkern import FusedgMLPLayer, FusedMixerLayer
+from mixerkern import FusedFNetLayer, FusedgMLPLayer, FusedMixerLayer
 from mixerkern.models import PRESETS, create_model, flops_per_image, get_preset, list_models
-from mixerkern.reference import MixerLayer, SpatialGatingUnit, gMLPLayer
+from mixerkern.reference import FNetLayer, MixerLayer, SpatialGatingUnit, gMLPLayer
 
 PAPER = ["mixer-s16", "mixer-b16", "mixer-l16", "gmlp-ti16", "gmlp-s16", "gmlp-b16"]
-LAYERS = {"mixer": (MixerLayer, FusedMixerLayer), "gmlp": (gMLPLayer, FusedgMLPLayer)}  # (reference, fused)
+LAYERS = {"mixer": (MixerLayer, FusedMixerLayer), "gmlp": (gMLPLayer, FusedgMLPLayer),
+          "fnet": (FNetLayer, FusedFNetLayer)}  # (reference, fused)
 # Odd / non-power-of-two sizes, positional embedding and final norm on, no dropout (so train mode
 # is deterministic and fused == reference there too).
 TINY = dict(image_size=32, patch_size=8, dim=100, depth=2, token_hidden=37, channel_hidden=50,
@@ -51,7 +53,15 @@ def gmlp_param_count(cfg: dict) -> int:
     return (c * p * p * d + d) + cfg["depth"] * block + 2 * d * cfg["final_norm"] + (d * k + k)
 
 
-PARAM_COUNTS = {"mixer": mixer_param_count, "gmlp": gmlp_param_count}
+def fnet_param_count(cfg: dict) -> int:
+    p, d, c, k, h = cfg["patch_size"], cfg["dim"], cfg["in_chans"], cfg["num_classes"], cfg["hidden"]
+    patches = (cfg["image_size"] // p) ** 2
+    block = 4 * d + (d * h + h) + (h * d + d)  # 2 LNs, fc1, fc2: the Fourier mixing has no parameters
+    pos = patches * d * cfg["pos_embed"]
+    return (c * p * p * d + d) + pos + cfg["depth"] * block + 2 * d * cfg["final_norm"] + (d * k + k)
+
+
+PARAM_COUNTS = {"mixer": mixer_param_count, "gmlp": gmlp_param_count, "fnet": fnet_param_count}
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -92,6 +102,8 @@ def test_block_parameter_names_follow_timm():
     assert top == {"stem", "blocks", "norm", "head"}
 
 
+FNET_TINY = dict(image_size=32, patch_size=8, dim=100, depth=2, hidden=37, num_classes=7, dropout=0.0,
+                 pos_embed=True, final_norm=True)
 GMLP_TINY = dict(image_size=32, patch_size=8, dim=100, depth=2, hidden=74, num_classes=7, dropout=0.0,
                  pos_embed=True, final_norm=True)
 
@@ -101,6 +113,8 @@ GMLP_TINY = dict(image_size=32, patch_size=8, dim=100, depth=2, hidden=74, num_c
     ("mixer-cifar100", TINY, True),
     ("gmlp-cifar100", {}, False),
     ("gmlp-cifar100", GMLP_TINY, True),
+    ("fnet-cifar100", {}, False),
+    ("fnet-cifar100", FNET_TINY, True),
 ])
 def test_fused_model_matches_reference(name, overrides, train):
     reference, fused = build_pair(name, **overrides)
@@ -206,6 +220,16 @@ def test_flops_per_image_matches_hand_count_and_flop_counter():
     with FlopCounterMode(display=False) as counter:
         model(torch.randn(1, 3, 64, 64))
     assert counter.get_total_flops() == expected
+
+
+def test_fnet_flops_count_the_ffn_and_the_fft():
+    cfg = PRESETS["fnet-cifar100"]
+    p, d = cfg["patch_size"], cfg["dim"]
+    patches = (cfg["image_size"] // p) ** 2
+    fft = round(2.5 * patches * d * math.log2(patches * d))  # the customary FFT count for N = P * D points
+    block = 2 * (2 * patches * d * cfg["hidden"]) + fft
+    expected = 2 * patches * d * 3 * p * p + cfg["depth"] * block + 2 * d * cfg["num_classes"]
+    assert flops_per_image("fnet-cifar100") == expected
 
 
 def test_flops_per_image_of_paper_presets_matches_flop_counter():

@@ -21,14 +21,14 @@ inline void row_stats(const T* x, int n, S eps, S* mean, S* rstd) {
   *rstd = S(1) / std::sqrt(sq.reduce_add() / S(n) + eps);
 }
 
-// y = (x - mean) * rstd * w + b for one row.
-template <class V, class T, class S = typename V::scalar>
-inline void row_normalize(const T* x, int n, S mean, S rstd, const S* w, const S* b, S* y) {
+// y = (x - mean) * rstd * w + b for one row (y in the compute or the storage type).
+template <class V, class T, class U, class S = typename V::scalar>
+inline void row_normalize(const T* x, int n, S mean, S rstd, const S* w, const S* b, U* y) {
   const V vmu = V::set1(mean), vr = V::set1(rstd);
   for (int j = 0; j < n; j += kLanes) {
     const auto m = V::mask(n - j);
     const V xhat = (load_as(x + j, m) - vmu) * vr;
-    fmadd(xhat, V::load(w + j, m), V::load(b + j, m)).store(y + j, m);
+    store_as(y + j, fmadd(xhat, V::load(w + j, m), V::load(b + j, m)), m);
   }
 }
 

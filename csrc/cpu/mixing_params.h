@@ -69,9 +69,42 @@ template <class T> struct GatingKernels {  // work units are samples
   void (*backward)(const GatingArgs<T>&, int64_t b0, int64_t b1, S* scratch, const GatingGradPartials<S>&);
 };
 
+// Fourier mixing (FNet): out = LN(x + Re(F_S X F_D)) per sample, X = x[b] (tokens x dim).
+template <class T> struct FourierArgs {
+  using S = compute_t<T>;
+  int64_t batch = 0;
+  int tokens = 0, dim = 0;
+  const T* x = nullptr;
+  const T* grad_out = nullptr;  // backward only
+  T* out = nullptr;             // forward: the output; backward: dx
+  const S *ln_w = nullptr, *ln_b = nullptr;
+  S eps = S(1e-6);
+  // Real-DFT-as-GEMM path: bd (dim x 2 H) = [cos | -sin](2 pi d k / dim) for k < H = dim/2 + 1,
+  // cs / ss (tokens x tokens) = cos / sin(2 pi s t / tokens).
+  const S *bd = nullptr, *cs = nullptr, *ss = nullptr;
+  // FFT path instead: spec = rfft2 of x (forward) or of dv (backward's second phase), (batch,
+  // tokens, H) complex as interleaved (re, im); dv = dL/d(x + Re FFT2 x), (batch, tokens, dim).
+  const S* spec = nullptr;
+  S* dv = nullptr;
+};
+
+template <class S> struct LayerNormGradPartials {
+  S *ln_w, *ln_b;
+};
+
+template <class T> struct FourierKernels {  // work units are samples
+  using S = compute_t<T>;
+  void (*forward)(const FourierArgs<T>&, int64_t b0, int64_t b1, S* scratch);
+  // GEMM path: the whole backward. FFT path: its first phase, dv only.
+  void (*backward)(const FourierArgs<T>&, int64_t b0, int64_t b1, S* scratch, const LayerNormGradPartials<S>&);
+  // FFT path's second phase: out = dv + Re(FFT2 dv), from spec = rfft2(dv).
+  void (*add_spectrum)(const FourierArgs<T>&, int64_t b0, int64_t b1, S* scratch);
+};
+
 template <class T> struct OpKernels {
   MixingKernels<T> token, channel;
   GatingKernels<T> gating;
+  FourierKernels<T> fourier;
 };
 
 struct KernelTable {
@@ -99,6 +132,14 @@ inline size_t channel_scratch(int, int D, int H, bool backward) {
   return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
 }
 inline size_t round_to_lanes(size_t n) { return (n + 15) / 16 * 16; }  // keeps sub-buffers 64-byte aligned
+// Fourier mixing: z, the mixed sample (tokens x dim), and the GEMM path's Y (tokens x 2H), P and Q
+// (tokens x H), plus rows and per-row statistics; the backward also holds dv and X in fp32.
+inline int fourier_half(int dim) { return dim / 2 + 1; }
+inline size_t fourier_scratch(int tokens, int dim, bool backward) {
+  const size_t sd = round_to_lanes(size_t(tokens) * dim), h = size_t(fourier_half(dim));
+  const size_t gemm = round_to_lanes(tokens * 2 * h) + 2 * round_to_lanes(tokens * h);
+  return sd * (backward ? 3 : 2) + gemm + 2 * round_to_lanes(dim) + 2 * round_to_lanes(tokens);
+}
 inline size_t gating_scratch(int P, int half, bool backward) {
   const size_t tile = round_to_lanes(size_t(P) * half);
   return backward ? 6 * tile + 2 * round_to_lanes(P) : 2 * tile + round_to_lanes(half);

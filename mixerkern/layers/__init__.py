@@ -1,5 +1,6 @@
 """Drop-in nn.Modules backed by the fused ops."""
+from .fnet import FusedFNetLayer
 from .gmlp import FusedgMLPLayer
 from .mixer import FusedMixerLayer
 
-__all__ = ["FusedMixerLayer", "FusedgMLPLayer"]
+__all__ = ["FusedMixerLayer", "FusedgMLPLayer", "FusedFNetLayer"]

@@ -49,6 +49,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gmlp-ti16": _paper_gmlp(dim=128),
     "gmlp-s16": _paper_gmlp(dim=256),
     "gmlp-b16": _paper_gmlp(dim=512),
+    # Keras example: FNet blocks with a dim -> dim FFN and a learned positional embedding.
+    "fnet-cifar100": dict(
+        image_size=64, patch_size=8, in_chans=3, num_classes=100, dim=256, depth=4, block="fnet",
+        hidden=256, dropout=0.2, block_dropout=None, pos_embed=True, final_norm=False, eps=1e-6,
+        approximate="none"),
+    # FNet-Base's sizes (Lee-Thorp et al. 2021) on 224 px images with 16 px patches. Every block
+    # already ends in a LayerNorm, so there is no final one.
+    "fnet-b16": dict(
+        image_size=224, patch_size=16, in_chans=3, num_classes=1000, dim=768, depth=12, block="fnet",
+        hidden=3072, dropout=0.0, block_dropout=None, pos_embed=True, final_norm=False, eps=1e-6,
+        approximate="none"),
 }
 
 

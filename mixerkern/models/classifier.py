@@ -114,4 +114,4 @@ class MlpClassifier(nn.Module):
         """Forward FLOPs per image of the GEMMs only (multiply-add = 2): stem, every block MLP, head."""
         family = get_block_family(self.block_family)
         head = 2 * self.head.in_features * self.head.out_features
-        return self.stem.gemm_flops() + sum(family.gemm_flops(b) for b in self.blocks) + head
+        return self.stem.gemm_flops() + sum(family.gemm_flops(b, self.num_patches) for b in self.blocks) + head

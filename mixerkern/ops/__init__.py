@@ -13,10 +13,12 @@ import torch
 
 from .. import _extension
 from .channel_mixing import channel_mixing
+from .fourier_mixing import fourier_mixing
 from .spatial_gating import spatial_gating
 from .token_mixing import token_mixing
 
-OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing, "spatial_gating": spatial_gating}
+OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing, "spatial_gating": spatial_gating,
+       "fourier_mixing": fourier_mixing}
 
 _load_error: str | None = None
 if os.environ.get("MIXERKERN_DISABLE_CPP") == "1":
@@ -50,6 +52,14 @@ def set_cpu_isa(isa: str) -> str:
     if _load_error is not None:
         raise RuntimeError(f"mixerkern: compiled CPU kernels are not loaded ({_load_error})")
     return torch.ops.mixerkern_cpu.set_isa(isa)
+
+
+def set_fourier_algorithm(algorithm: str) -> str:
+    """Forces fourier_mixing's CPU kernels onto 'gemm' (real DFT as GEMMs) or 'fft', or back to 'auto'
+    (chosen per shape). Returns the setting now in force."""
+    if _load_error is not None:
+        raise RuntimeError(f"mixerkern: compiled CPU kernels are not loaded ({_load_error})")
+    return torch.ops.mixerkern_cpu.set_fourier_algorithm(algorithm)
 
 
 def backend_info() -> dict:

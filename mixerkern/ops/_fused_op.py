@@ -1,8 +1,8 @@
 """Shared torch.library machinery for mixerkern's fused ops.
 
-Every fused op takes one activation tensor ``x``, a few parameter tensors, and the same tail of
-settings (``eps``, GELU ``approximate``, ``dropout_p`` and a dropout ``seed``); its backward returns
-the gradient of x and of every parameter. One :class:`FusedOp` definition therefore gives each op
+Every fused op takes one activation tensor ``x``, a few parameter tensors, and a tail of settings:
+``eps``, then for ops with a GELU and dropout inside, ``approximate``, ``dropout_p`` and a dropout
+``seed``; its backward returns the gradient of x and of every parameter. One :class:`FusedOp` definition therefore gives each op
 its schema, fake (meta) kernel, autograd formula, functional entry point and, when the compiled
 kernels are missing, a reference CPU kernel. The device kernels live in csrc/<device>/.
 """
@@ -19,26 +19,27 @@ from . import _dropout
 LIB = torch.library.Library("mixerkern", "FRAGMENT")
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
-_SETTINGS = "float eps, str approximate, float dropout_p, Tensor? seed"
+_SETTINGS = {False: "float eps", True: "float eps, str approximate, float dropout_p, Tensor? seed"}
 # The parameters of the LN -> fc1 -> GELU -> fc2 ops (token and channel mixing).
 MLP_PARAMS = ("ln_weight", "ln_bias", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
 
 
 class FusedOp:
-    """Defines ``mixerkern::<name>(x, *params, eps, approximate, dropout_p, seed)`` and its backward.
+    """Defines ``mixerkern::<name>(x, *params, eps[, approximate, dropout_p, seed])`` and its backward.
 
     ``expected_shapes(x_shape, param_shapes)`` returns the shape each parameter must have (a dict
     keyed by parameter name), or raises ValueError when x itself cannot be valid; ``output_shape``
-    maps x's shape to the output's. ``reference`` is the plain-PyTorch math
-    (mixerkern.reference.functional), called as ``reference(x, *params, eps=, approximate=, mask=)``.
+    maps x's shape to the output's. ``activation`` says whether the op has a GELU and dropout (and
+    so the settings for them). ``reference`` is the plain-PyTorch math (mixerkern.reference.functional),
+    called as ``reference(x, *params, eps=[, approximate=, mask=])``.
     """
 
     def __init__(self, name: str, param_names: tuple[str, ...], reference: Callable, expected_shapes: Callable,
-                 layout: str, output_shape: Callable = tuple):
+                 layout: str, output_shape: Callable = tuple, activation: bool = True):
         self.name, self.param_names, self.reference = name, param_names, reference
-        self.expected_shapes, self.output_shape = expected_shapes, output_shape
+        self.expected_shapes, self.output_shape, self.activation = expected_shapes, output_shape, activation
         self.layout = layout  # human-readable layout of x and the weights, for error messages
-        args = f"Tensor x, {', '.join('Tensor ' + p for p in param_names)}, {_SETTINGS}"
+        args = f"Tensor x, {', '.join('Tensor ' + p for p in param_names)}, {_SETTINGS[activation]}"
         grads = ", ".join(["Tensor"] * (1 + len(param_names)))
         LIB.define(f"{name}({args}) -> Tensor")
         LIB.define(f"{name}_backward(Tensor grad_out, {args}) -> ({grads})")
@@ -50,7 +51,7 @@ class FusedOp:
                                         setup_context=self._setup_context, lib=LIB)
 
     # ---- argument checks (the C++ kernels repeat them with TORCH_CHECK) -------------------------
-    def check(self, x, params, approximate, dropout_p):
+    def check(self, x, params, approximate="none", dropout_p=0.0):
         where = f"mixerkern.{self.name}"
         if x.dim() != 3:
             raise ValueError(f"{where}: x must be 3-D {self.layout}, got shape {tuple(x.shape)}")
@@ -76,9 +77,11 @@ class FusedOp:
         if not 0.0 <= dropout_p < 1.0:
             raise ValueError(f"{where}: dropout_p must be in [0, 1), got {dropout_p}")
 
-    def _split(self, rest):  # (*params, eps, approximate, dropout_p, seed)
+    def _split(self, rest):
+        """(*params, eps[, approximate, dropout_p, seed]) -> params, (eps, approximate, dropout_p, seed)."""
         n = len(self.param_names)
-        return rest[:n], rest[n:]
+        settings = rest[n:] if self.activation else (*rest[n:], "none", 0.0, None)
+        return rest[:n], settings
 
     def _fake_forward(self, x, *rest):
         params, (eps, approximate, dropout_p, seed) = self._split(rest)
@@ -92,26 +95,29 @@ class FusedOp:
     # ---- autograd: the backward kernel recomputes LN/GELU and regenerates the dropout mask -------
     def _setup_context(self, ctx, inputs, output):
         n = 1 + len(self.param_names)
-        ctx.save_for_backward(*inputs[:n], inputs[-1])
-        ctx.scalars = inputs[n:-1]
+        ctx.save_for_backward(*inputs[:n], *inputs[n:][3:])  # x, params and the dropout seed if any
+        ctx.scalars = inputs[n:][:3]  # eps[, approximate, dropout_p]
 
     def _backward(self, ctx, grad_out):
-        x, *params, seed = ctx.saved_tensors
-        grads = self.backward_op(grad_out.contiguous(), x, *params, *ctx.scalars, seed)
-        return (*grads, None, None, None, None)
+        saved = ctx.saved_tensors
+        n = 1 + len(self.param_names)
+        grads = self.backward_op(grad_out.contiguous(), *saved[:n], *ctx.scalars, *saved[n:])
+        return (*grads, *[None] * (len(ctx.scalars) + len(saved) - n))
 
     # ---- reference kernels, used only when the compiled CPU kernels could not be loaded ----------
     def _reference_forward(self, x, *rest):
         params, (eps, approximate, dropout_p, seed) = self._split(rest)
         self.check(x, params, approximate, dropout_p)
+        if not self.activation:
+            return self.reference(x, *params, eps=eps)
         mask = _dropout.dropout_mask(seed, x.shape, dropout_p, x.dtype) if dropout_p > 0 else None
         return self.reference(x, *params, eps=eps, approximate=approximate, mask=mask)
 
     def _reference_backward(self, grad_out, x, *rest):
-        params, settings = self._split(rest)
-        inputs = [t.detach().requires_grad_() for t in (x, *params)]
+        n = len(self.param_names)
+        inputs = [t.detach().requires_grad_() for t in (x, *rest[:n])]
         with torch.enable_grad():
-            out = self._reference_forward(*inputs, *settings)
+            out = self._reference_forward(*inputs, *rest[n:])
         return torch.autograd.grad(out, inputs, grad_out)
 
     def register_reference_cpu_kernels(self, reason: str):
@@ -128,11 +134,16 @@ class FusedOp:
         if len(params) != len(self.param_names):
             raise TypeError(f"mixerkern.{self.name}: expected x and {len(self.param_names)} parameters "
                             f"({', '.join(self.param_names)}), got {len(params)} parameters")
+        if not self.activation and (approximate != "none" or dropout_p != 0.0):
+            raise TypeError(f"mixerkern.{self.name} has no GELU or dropout: approximate and dropout_p "
+                            "do not apply")
         if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
             # Mirror autocast's treatment of Linear: run the whole fused op in the autocast dtype.
             dtype = torch.get_autocast_dtype(x.device.type)
             x, params = x.to(dtype), tuple(p.to(dtype) for p in params)
         self.check(x, params, approximate, dropout_p)  # clear errors before dispatch picks a device
+        if not self.activation:
+            return self.forward_op(x, *params, float(eps))
         seed = _dropout.draw_seed() if dropout_p > 0 else None
         return self.forward_op(x, *params, float(eps), approximate, float(dropout_p), seed)
 

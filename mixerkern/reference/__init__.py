@@ -1,6 +1,7 @@
 """Plain-PyTorch reference layers and op math (the ground truth for the fused kernels)."""
 from . import functional
+from .fnet import FNetLayer
 from .gmlp import GatedMlp, SpatialGatingUnit, gMLPLayer
 from .mixer import MixerLayer, Mlp
 
-__all__ = ["MixerLayer", "Mlp", "gMLPLayer", "GatedMlp", "SpatialGatingUnit", "functional"]
+__all__ = ["MixerLayer", "Mlp", "gMLPLayer", "FNetLayer", "GatedMlp", "SpatialGatingUnit", "functional"]

@@ -34,3 +34,14 @@ def spatial_gating(x, ln_weight, ln_bias, proj_weight, proj_bias, eps: float = 1
     u, v = (h if mask is None else h * mask).chunk(2, dim=-1)
     v = F.layer_norm(v, v.shape[-1:], ln_weight, ln_bias, eps)
     return u * F.linear(v.transpose(1, 2), proj_weight, proj_bias).transpose(1, 2)
+
+
+def fourier_mixing(x, ln_weight, ln_bias, eps: float = 1e-6):
+    """LN(x + Re(FFT2(x))), the 2-D FFT over the token and channel axes.
+
+    torch.fft has no bfloat16 (and only power-of-two float16) kernels, so lower precisions are
+    transformed in float32 and rounded back, which is also what "accumulate in fp32" means here.
+    """
+    exact = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    mixed = torch.fft.fft2(exact).real.to(x.dtype)
+    return F.layer_norm(x + mixed, x.shape[-1:], ln_weight, ln_bias, eps)
