@@ -30,14 +30,16 @@ class FusedOp:
     ``expected_shapes(x_shape, param_shapes)`` returns the shape each parameter must have (a dict
     keyed by parameter name), or raises ValueError when x itself cannot be valid; ``output_shape``
     maps x's shape to the output's. ``activation`` says whether the op has a GELU and dropout (and
-    so the settings for them). ``reference`` is the plain-PyTorch math (mixerkern.reference.functional),
+    so the settings for them). ``autocast``: whether autocast runs the op in its lower precision, as
+    it does Linear. ``reference`` is the plain-PyTorch math (mixerkern.reference.functional),
     called as ``reference(x, *params, eps=[, approximate=, mask=])``.
     """
 
     def __init__(self, name: str, param_names: tuple[str, ...], reference: Callable, expected_shapes: Callable,
-                 layout: str, output_shape: Callable = tuple, activation: bool = True):
+                 layout: str, output_shape: Callable = tuple, activation: bool = True, autocast: bool = True):
         self.name, self.param_names, self.reference = name, param_names, reference
         self.expected_shapes, self.output_shape, self.activation = expected_shapes, output_shape, activation
+        self.autocast = autocast
         self.layout = layout  # human-readable layout of x and the weights, for error messages
         args = f"Tensor x, {', '.join('Tensor ' + p for p in param_names)}, {_SETTINGS[activation]}"
         grads = ", ".join(["Tensor"] * (1 + len(param_names)))
@@ -137,7 +139,7 @@ class FusedOp:
         if not self.activation and (approximate != "none" or dropout_p != 0.0):
             raise TypeError(f"mixerkern.{self.name} has no GELU or dropout: approximate and dropout_p "
                             "do not apply")
-        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        if self.autocast and x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
             # Mirror autocast's treatment of Linear: run the whole fused op in the autocast dtype.
             dtype = torch.get_autocast_dtype(x.device.type)
             x, params = x.to(dtype), tuple(p.to(dtype) for p in params)

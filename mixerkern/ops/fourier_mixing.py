@@ -36,4 +36,9 @@ def fourier_mixing_as_matmuls(x, ln_weight, ln_bias, eps: float = 1e-6):
 
 
 fourier_mixing = FusedOp("fourier_mixing", PARAMS, reference.fourier_mixing, _expected_shapes,
-                         layout="(B, tokens, dim)", activation=False)
+                         layout="(B, tokens, dim)", activation=False,
+                         # Like torch.fft, autocast leaves it in x's precision: its gradient flows into
+                         # LayerNorm'd residual streams, and rounded to bf16 it made an FNet's LN weight
+                         # and bias gradients (sums over all B*P tokens) 20-100x less accurate than
+                         # eager autocast's. Explicit bf16 inputs do run in bf16, at any size.
+                         autocast=False)
