@@ -6,24 +6,32 @@
 
 namespace mixerkern { namespace cpu {
 
-// Everything a token- or channel-mixing kernel needs. x/grad_out/out are (batch, patches, dim)
-// contiguous in the storage type T; parameters are contiguous copies in the compute type S.
-template <class T> struct MixingArgs {
-  using S = compute_t<T>;
-  int64_t batch = 0;
-  int patches = 0, dim = 0, hidden = 0;
-  const T* x = nullptr;
-  const T* grad_out = nullptr;  // backward only
-  T* out = nullptr;             // forward: the output; backward: dx
-  const S *ln_w = nullptr, *ln_b = nullptr, *b1 = nullptr, *b2 = nullptr;
-  const S *w1 = nullptr, *w2 = nullptr;    // fc1/fc2 weights as nn.Linear stores them
-  const S *w1t = nullptr, *w2t = nullptr;  // their transposes
-  S eps = S(1e-6);
+// The GELU and dropout settings of the ops that have them (see set_dropout / make_dropout).
+struct ActivationSettings {
   bool tanh_gelu = false;
   bool dropout = false;
   uint64_t seed = 0;
   uint32_t keep_threshold = 0;
   float keep_scale = 1.f;
+};
+
+// Every op's activation tensors: x/grad_out/out, contiguous in the storage type T.
+template <class T> struct Activations {
+  int64_t batch = 0;
+  const T* x = nullptr;
+  const T* grad_out = nullptr;  // backward only
+  T* out = nullptr;             // forward: the output; backward: dx
+};
+
+// Everything a token- or channel-mixing kernel needs. x/grad_out/out are (batch, patches, dim)
+// contiguous in the storage type T; parameters are contiguous copies in the compute type S.
+template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
+  using S = compute_t<T>;
+  int patches = 0, dim = 0, hidden = 0;
+  const S *ln_w = nullptr, *ln_b = nullptr, *b1 = nullptr, *b2 = nullptr;
+  const S *w1 = nullptr, *w2 = nullptr;    // fc1/fc2 weights as nn.Linear stores them
+  const S *w1t = nullptr, *w2t = nullptr;  // their transposes
+  S eps = S(1e-6);
 };
 
 // One thread's partial parameter gradients (compute type), laid out as ParamGradLayout says.
@@ -41,22 +49,14 @@ template <class T> struct MixingKernels {
 
 // Spatial gating (gMLP). x is fc1's output before GELU, (batch, patches, 2 half); per sample,
 // with h = Drop(GELU(x)) = [U | V]:  out = U * (W LN(V) + b)  (batch, patches, half).
-template <class T> struct GatingArgs {
+// grad_out and the forward output are (batch, patches, half); dx is (batch, patches, 2 half).
+template <class T> struct GatingArgs : Activations<T>, ActivationSettings {
   using S = compute_t<T>;
-  int64_t batch = 0;
   int patches = 0, half = 0;
-  const T* x = nullptr;
-  const T* grad_out = nullptr;  // backward only, (batch, patches, half)
-  T* out = nullptr;             // forward: the output; backward: dx (batch, patches, 2 half)
   const S *ln_w = nullptr, *ln_b = nullptr;      // LN of V, over `half` channels
   const S *proj_w = nullptr, *proj_wt = nullptr;  // W (patches x patches) and W^T
   const S* proj_b = nullptr;                      // (patches)
   S eps = S(1e-6);
-  bool tanh_gelu = false;
-  bool dropout = false;
-  uint64_t seed = 0;
-  uint32_t keep_threshold = 0;
-  float keep_scale = 1.f;
 };
 
 template <class S> struct GatingGradPartials {
@@ -70,13 +70,9 @@ template <class T> struct GatingKernels {  // work units are samples
 };
 
 // Fourier mixing (FNet): out = LN(x + Re(F_S X F_D)) per sample, X = x[b] (tokens x dim).
-template <class T> struct FourierArgs {
+template <class T> struct FourierArgs : Activations<T> {
   using S = compute_t<T>;
-  int64_t batch = 0;
   int tokens = 0, dim = 0;
-  const T* x = nullptr;
-  const T* grad_out = nullptr;  // backward only
-  T* out = nullptr;             // forward: the output; backward: dx
   const S *ln_w = nullptr, *ln_b = nullptr;
   S eps = S(1e-6);
   // Real-DFT-as-GEMM path: bd (dim x 2 H) = [cos | -sin](2 pi d k / dim) for k < H = dim/2 + 1,
