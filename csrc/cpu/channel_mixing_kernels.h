@@ -26,10 +26,9 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
     const T* x = a.x + r0 * D;
     T* out = a.out + r0 * D;
     normalize_rows<V>(x, R, D, a.eps, a.ln_w, a.ln_b, u);
-    gemm<V>(R, H, D, u, D, 1, a.w1t, H, [&](int i, int j, V v, M m) {  // A = GELU(U W1^T + b1)
-      gelu(v + V::load(a.b1 + j, m), a.tanh_gelu, (V*)nullptr).store(act + i * H + j, m);
-    });
-    gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop});
+    gemm<V>(R, H, D, u, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
+    gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
+    gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D});
   }
 }
 
@@ -64,11 +63,8 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
         v.store(dz + r * D + d, m);
       }
     }
-    gemm<V>(R, H, D, u, D, 1, a.w1t, H, [&](int i, int j, V v, M m) {
-      V grad;
-      gelu(v + V::load(a.b1 + j, m), a.tanh_gelu, &grad).store(act + i * H + j, m);
-      grad.store(dh + i * H + j, m);
-    });
+    gemm<V>(R, H, D, u, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+    gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
     add_column_sums<V>(dz, R, D, g.b2);
     gemm<V>(D, H, R, dz, 1, D, act, H, AccumulateTo<V>{g.w2, H});  // dW2 += dZ^T A
     gemm<V>(R, H, D, dz, D, 1, a.w2, H, [&](int i, int j, V v, M m) {  // dH = (dZ W2) * GELU'(H)

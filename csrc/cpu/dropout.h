@@ -22,6 +22,16 @@ struct Dropout {
   }
   // Per-lane factor for elements idx .. idx+15: scale where kept, 0 where dropped.
   template <class V> V factor(uint64_t idx) const;
+
+#if defined(MK_AVX512)
+  // The 16 lanes straddle a 2^32 boundary: rare, done lane by lane, and kept out of line so that
+  // it does not bloat every GEMM epilogue that inlines factor().
+  __attribute__((noinline)) Vec512 straddling_factor(uint64_t idx) const {
+    alignas(64) float f[16];
+    for (int i = 0; i < 16; ++i) f[i] = hash(idx + i) < threshold ? scale : 0.f;
+    return Vec512::load(f);
+  }
+#endif
 };
 
 #if defined(MK_AVX512)
@@ -34,11 +44,7 @@ inline __m512i fmix32x16(__m512i h) {
 }
 template <> inline Vec512 Dropout::factor<Vec512>(uint64_t idx) const {
   const uint32_t lo = uint32_t(idx);
-  if (lo > 0xffffffffu - 15u) {  // the 16 lanes straddle a 2^32 boundary: rare, do it lane by lane
-    alignas(64) float f[16];
-    for (int i = 0; i < 16; ++i) f[i] = hash(idx + i) < threshold ? scale : 0.f;
-    return Vec512::load(f);
-  }
+  if (__builtin_expect(lo > 0xffffffffu - 15u, 0)) return straddling_factor(idx);
   const __m512i lanes = _mm512_add_epi32(_mm512_set1_epi32(int(lo)),
                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
   __m512i h = fmix32x16(_mm512_xor_si512(lanes, _mm512_set1_epi32(int(uint32_t(seed)))));

@@ -4,21 +4,30 @@
 
 namespace mixerkern { namespace cpu { namespace MK_ISA {
 
-// Mean and 1/sqrt(var + eps) of one row of n values.
+// Sum of f(x[j]) over one row of n values (masked lanes contribute f's value at zero: callers
+// make it 0). Four accumulators, because one add chain is latency-bound (4 cycles per vector).
+template <class V, class T, class F>
+inline typename V::scalar row_sum(const T* x, int n, F f) {
+  V acc[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+  int j = 0;
+  for (; j + 4 * kLanes <= n; j += 4 * kLanes)
+    for (int q = 0; q < 4; ++q) acc[q] = f(acc[q], load_as(x + j + q * kLanes, V::mask(kLanes)), V::mask(kLanes));
+  for (; j < n; j += kLanes) acc[0] = f(acc[0], load_as(x + j, V::mask(n - j)), V::mask(n - j));
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])).reduce_add();
+}
+
+// Mean and 1/sqrt(var + eps) of one row of n values (two passes: no E[x^2] - mean^2 cancellation).
 template <class V, class T, class S = typename V::scalar>
 inline void row_stats(const T* x, int n, S eps, S* mean, S* rstd) {
-  V acc = V::zero();
-  for (int j = 0; j < n; j += kLanes) acc = acc + load_as(x + j, V::mask(n - j));
-  const S mu = acc.reduce_add() / S(n);
-  V sq = V::zero();
+  using M = typename V::Mask;
+  const S mu = row_sum<V>(x, n, [](V acc, V v, M) { return acc + v; }) / S(n);
   const V vmu = V::set1(mu);
-  for (int j = 0; j < n; j += kLanes) {
-    const auto m = V::mask(n - j);
-    const V d = (load_as(x + j, m) - vmu).keep(m);  // lanes past the row must not count
-    sq = fmadd(d, d, sq);
-  }
+  const S sq = row_sum<V>(x, n, [&](V acc, V v, M m) {
+    const V d = (v - vmu).keep(m);  // lanes past the row must not count
+    return fmadd(d, d, acc);
+  });
   *mean = mu;
-  *rstd = S(1) / std::sqrt(sq.reduce_add() / S(n) + eps);
+  *rstd = S(1) / std::sqrt(sq / S(n) + eps);
 }
 
 // y = (x - mean) * rstd * w + b for one row (y in the compute or the storage type).

@@ -13,16 +13,6 @@
 
 namespace mixerkern { namespace cpu { namespace MK_ISA {
 
-// Drop(GELU(z)) for elements idx .. idx+15 of h; *grad (if given) gets its derivative in z.
-template <class V>
-inline V dropped_gelu(V z, bool tanh_gelu, const Dropout& drop, uint64_t idx, V* grad = nullptr) {
-  const V h = gelu(z, tanh_gelu, grad);
-  if (!drop.enabled) return h;
-  const V f = drop.template factor<V>(idx);
-  if (grad) *grad = *grad * f;
-  return h * f;
-}
-
 // h = Drop(GELU(x)) over one row of n values whose first element is element idx of h, and
 // dh = dh/dx if given.
 template <class V, class T, class S = typename V::scalar>
@@ -30,9 +20,15 @@ inline void dropped_gelu_row(const T* x, int n, bool tanh_gelu, const Dropout& d
                              S* dh = nullptr) {
   for (int j = 0; j < n; j += kLanes) {
     const auto m = V::mask(n - j);
-    V grad;
-    dropped_gelu<V>(load_as(x + j, m), tanh_gelu, drop, uint64_t(idx + j), dh ? &grad : nullptr).store(h + j, m);
-    if (dh) grad.store(dh + j, m);
+    load_as(x + j, m).store(h + j, m);
+  }
+  gelu_inplace(h, dh, n, tanh_gelu);
+  if (!drop.enabled) return;
+  for (int j = 0; j < n; j += kLanes) {
+    const auto m = V::mask(n - j);
+    const V f = drop.template factor<V>(uint64_t(idx + j));
+    (V::load(h + j, m) * f).store(h + j, m);
+    if (dh) (V::load(dh + j, m) * f).store(dh + j, m);
   }
 }
 

@@ -75,10 +75,9 @@ template <class S> inline S gelu_scalar(S x, bool tanh_approx, S* grad) {
   return S(0.5) * x * (S(1) + t);
 }
 
-template <class S> inline VecG<S> gelu(const VecG<S>& x, bool tanh_approx, VecG<S>* grad) {
-  VecG<S> r;
-  for (int i = 0; i < kLanes; ++i) r.v[i] = gelu_scalar(x.v[i], tanh_approx, grad ? &grad->v[i] : nullptr);
-  return r;
+// y = GELU(y) over n contiguous values, and grad = GELU'(y) if given.
+template <class S> inline void gelu_inplace(S* y, S* grad, int64_t n, bool tanh_approx) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_scalar(y[i], tanh_approx, grad ? grad + i : nullptr);
 }
 
 // Loads/stores from any storage type into the compute vector.
@@ -130,61 +129,95 @@ inline void store_as(bf16* p, Vec512 v, __mmask16 m) {
   _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
 }
 
-// exp(x) = 2^n e^r, |r| <= ln2/2, with Cephes' expf polynomial; scalef handles over/underflow
-// and NaN without clamping.
-inline __m512 exp512(__m512 x) {
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  return _mm512_scalef_ps(p, n);
+// The transcendental kernels below work on N independent vectors statement by statement. Their
+// dependency chains are ~30 operations long, so one vector at a time leaves the core waiting on
+// latency; four interleaved ran GELU 1.7x faster (8.9 vs 14.9 ns per vector).
+#define MK_EACH(stmt) _Pragma("GCC unroll 8") for (int q = 0; q < N; ++q) { stmt; }
+
+// e[q] = exp(x[q]) = 2^n e^r, |r| <= ln2/2, with Cephes' expf polynomial; scalef handles
+// over/underflow and NaN without clamping.
+template <int N> inline void exp512(const __m512* x, __m512* e) {
+  __m512 n[N], r[N], p[N];
+  MK_EACH(n[q] = _mm512_roundscale_ps(_mm512_mul_ps(x[q], _mm512_set1_ps(1.44269504088896341f)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+  MK_EACH(r[q] = _mm512_fnmadd_ps(n[q], _mm512_set1_ps(0.693359375f), x[q]))
+  MK_EACH(r[q] = _mm512_fnmadd_ps(n[q], _mm512_set1_ps(-2.12194440e-4f), r[q]))
+  MK_EACH(p[q] = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r[q], _mm512_set1_ps(1.3981999507e-3f)))
+  MK_EACH(p[q] = _mm512_fmadd_ps(p[q], r[q], _mm512_set1_ps(8.3334519073e-3f)))
+  MK_EACH(p[q] = _mm512_fmadd_ps(p[q], r[q], _mm512_set1_ps(4.1665795894e-2f)))
+  MK_EACH(p[q] = _mm512_fmadd_ps(p[q], r[q], _mm512_set1_ps(1.6666665459e-1f)))
+  MK_EACH(p[q] = _mm512_fmadd_ps(p[q], r[q], _mm512_set1_ps(5.0000001201e-1f)))
+  MK_EACH(p[q] = _mm512_fmadd_ps(p[q], _mm512_mul_ps(r[q], r[q]), _mm512_add_ps(r[q], _mm512_set1_ps(1.f))))
+  MK_EACH(e[q] = _mm512_scalef_ps(p[q], n[q]))
 }
 
-// GELU and (optionally) its derivative.
+// x[q] = GELU(x[q]) in place, and grad[q] = GELU'(x[q]) if grad is given.
 // Exact: Phi(x) = 1 - erfc(z)/2 for x >= 0 and erfc(z)/2 for x < 0, z = |x|/sqrt2, with
 // Abramowitz-Stegun 7.1.26: erfc(z) = t(a1 + t(a2 + ...)) exp(-z^2), t = 1/(1 + p z)
 // (|error| < 1.5e-7). exp(-z^2) = exp(-x^2/2) is also the Gaussian density's factor of GELU'.
 // tanh: 0.5 x (1 + tanh(y)), y = sqrt(2/pi)(x + 0.044715 x^3), tanh(y) = 1 - 2/(exp(2y) + 1).
-inline Vec512 gelu(Vec512 xv, bool tanh_approx, Vec512* grad) {
-  const __m512 x = xv.v, one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(0.5f);
+template <int N> inline void gelu512(__m512* x, __m512* grad, bool tanh_approx) {
+  const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(0.5f);
+  __m512 cdf[N], e[N], t[N];
   if (!tanh_approx) {
+    __m512 z[N], d[N], p[N], a[N];
     // min() keeps NaN (second operand) and caps z so that t's Newton step never sees infinity.
-    const __m512 z = _mm512_min_ps(_mm512_set1_ps(12.f),
-                                   _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f)));
-    const __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), z, one);
-    __m512 t = _mm512_rcp14_ps(d);
-    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.f)));  // Newton: 28 bits
-    __m512 p = _mm512_set1_ps(1.061405429f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-    const __m512 e = exp512(_mm512_mul_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(-0.5f)));
-    const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(p, t), _mm512_mul_ps(e, half));
-    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    const __m512 cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, half_erfc), half_erfc);
-    if (grad) grad->v = _mm512_fmadd_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.39894228040143268f)), e, cdf);
-    return {_mm512_mul_ps(x, cdf)};
+    MK_EACH(z[q] = _mm512_min_ps(_mm512_set1_ps(12.f),
+                                 _mm512_mul_ps(_mm512_abs_ps(x[q]), _mm512_set1_ps(0.70710678118654752f))))
+    MK_EACH(d[q] = _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), z[q], one))
+    MK_EACH(t[q] = _mm512_rcp14_ps(d[q]))
+    MK_EACH(a[q] = _mm512_mul_ps(_mm512_mul_ps(x[q], x[q]), _mm512_set1_ps(-0.5f)))
+    MK_EACH(t[q] = _mm512_mul_ps(t[q], _mm512_fnmadd_ps(d[q], t[q], _mm512_set1_ps(2.f))))  // Newton: 28 bits
+    exp512<N>(a, e);
+    MK_EACH(p[q] = _mm512_fmadd_ps(_mm512_set1_ps(1.061405429f), t[q], _mm512_set1_ps(-1.453152027f)))
+    MK_EACH(p[q] = _mm512_fmadd_ps(p[q], t[q], _mm512_set1_ps(1.421413741f)))
+    MK_EACH(p[q] = _mm512_fmadd_ps(p[q], t[q], _mm512_set1_ps(-0.284496736f)))
+    MK_EACH(p[q] = _mm512_fmadd_ps(p[q], t[q], _mm512_set1_ps(0.254829592f)))
+    MK_EACH({
+      const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(p[q], t[q]), _mm512_mul_ps(e[q], half));
+      const __mmask16 neg = _mm512_cmp_ps_mask(x[q], _mm512_setzero_ps(), _CMP_LT_OQ);
+      cdf[q] = _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, half_erfc), half_erfc);
+    })
+    if (grad) MK_EACH(grad[q] = _mm512_fmadd_ps(_mm512_mul_ps(x[q], _mm512_set1_ps(0.39894228040143268f)), e[q], cdf[q]))
+  } else {
+    const __m512 beta = _mm512_set1_ps(0.79788456080286536f);
+    __m512 x2[N], y2[N];
+    MK_EACH(x2[q] = _mm512_mul_ps(x[q], x[q]))
+    MK_EACH(y2[q] = _mm512_mul_ps(_mm512_set1_ps(2.f * 0.79788456080286536f),
+                                  _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), x2[q]), x[q], x[q])))
+    exp512<N>(y2, e);
+    MK_EACH(t[q] = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e[q], one))))
+    MK_EACH(cdf[q] = _mm512_mul_ps(half, _mm512_add_ps(one, t[q])))
+    if (grad) MK_EACH({
+      const __m512 dy = _mm512_mul_ps(beta, _mm512_fmadd_ps(_mm512_set1_ps(3.f * 0.044715f), x2[q], one));
+      const __m512 sech2 = _mm512_fnmadd_ps(t[q], t[q], one);
+      grad[q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(half, x[q]), sech2), dy, cdf[q]);
+    })
   }
-  const __m512 beta = _mm512_set1_ps(0.79788456080286536f), kappa = _mm512_set1_ps(0.044715f);
-  const __m512 x2 = _mm512_mul_ps(x, x);
-  const __m512 y = _mm512_mul_ps(beta, _mm512_fmadd_ps(_mm512_mul_ps(kappa, x2), x, x));
-  const __m512 e2y = exp512(_mm512_add_ps(y, y));
-  const __m512 t = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e2y, one)));
-  const __m512 cdf = _mm512_mul_ps(half, _mm512_add_ps(one, t));
-  if (grad) {
-    const __m512 dy = _mm512_mul_ps(beta, _mm512_fmadd_ps(_mm512_set1_ps(3.f * 0.044715f), x2, one));
-    const __m512 sech2 = _mm512_fnmadd_ps(t, t, one);
-    grad->v = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(half, x), sech2), dy, cdf);
+  MK_EACH(x[q] = _mm512_mul_ps(x[q], cdf[q]))
+}
+#undef MK_EACH
+
+// gelu_inplace for float: four vectors at a time, then the tail one masked vector at a time.
+inline void gelu_inplace(float* y, float* grad, int64_t n, bool tanh_approx) {
+  constexpr int kPack = 4;
+  int64_t i = 0;
+  for (; i + kPack * kLanes <= n; i += kPack * kLanes) {
+    __m512 v[kPack], g[kPack];
+    for (int q = 0; q < kPack; ++q) v[q] = _mm512_loadu_ps(y + i + q * kLanes);
+    gelu512<kPack>(v, grad ? g : nullptr, tanh_approx);
+    for (int q = 0; q < kPack; ++q) {
+      _mm512_storeu_ps(y + i + q * kLanes, v[q]);
+      if (grad) _mm512_storeu_ps(grad + i + q * kLanes, g[q]);
+    }
   }
-  return {_mm512_mul_ps(x, cdf)};
+  for (; i < n; i += kLanes) {
+    const __mmask16 m = Vec512::mask(int(imin64(kLanes, n - i)));
+    __m512 v = _mm512_maskz_loadu_ps(m, y + i), g;
+    gelu512<1>(&v, grad ? &g : nullptr, tanh_approx);
+    _mm512_mask_storeu_ps(y + i, m, v);
+    if (grad) _mm512_mask_storeu_ps(grad + i, m, g);
+  }
 }
 
 template <class S> struct VecFor;
