@@ -33,6 +33,7 @@ REL_TOL = {"fp32": 1e-4, "bf16": 0.15}
 
 ROWS: list[dict] = []  # one per measured config, in run order; conftest turns them into the summary
 FAILURES: list[str] = []  # "test id: error" of configs that failed, so the summary cannot hide them
+PIPELINE: dict[str, float] = {}  # data-pipeline img/s/core per path ("train", "eval"), see test_data_pipeline
 
 
 def precision(dtype: str):

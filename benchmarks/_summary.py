@@ -82,10 +82,26 @@ def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
               "forward). saved MiB: tensors saved for backward (saved_tensors_hooks, excl. params and "
               "input); step peak MiB: peak RSS growth over 2 training steps in a fresh process (see "
               "benchmarks/_memory.py)."]
+    lines += pipeline_lines(rows)
     if failures:
         lines += ["", f"**{len(failures)} config(s) FAILED and have no row:**", ""]
         lines += [f"- {failure}" for failure in failures]
     return "\n".join(lines)
+
+
+def pipeline_lines(rows: list[dict]) -> list[str]:
+    """The data pipeline's rate against the fastest 1-thread fused training step of this run."""
+    if not _common.PIPELINE:
+        return []
+    rates = ", ".join(f"{path} {rate:.0f}" for path, rate in _common.PIPELINE.items())
+    lines = ["", f"Data pipeline (uint8 3x32x32 -> 64x64, 1 thread), img/s/core: {rates}."]
+    train_rows = [r for r in rows if r["mode"] == "train" and r["provider"] == "fused" and r["threads"] == 1]
+    if train_rows and "train" in _common.PIPELINE:
+        fastest = max(train_rows, key=lambda r: r["img_per_s_per_core"])
+        lines[-1] += (f" That is {_common.PIPELINE['train'] / fastest['img_per_s_per_core']:.1f}x the fastest fused "
+                      f"training step ({fastest['model']} {fastest['dtype']}, {fastest['img_per_s_per_core']:.0f} "
+                      "img/s/core); target >= 5x.")
+    return lines
 
 
 def write(rows: list[dict], failures: list[str], directory: Path) -> tuple[str, Path]:

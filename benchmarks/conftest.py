@@ -36,7 +36,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not _common.ROWS and not _common.FAILURES:
+    if not (_common.ROWS or _common.FAILURES or _common.PIPELINE):
         return
     text, path = _summary.write(_common.ROWS, _common.FAILURES, config.rootpath / ".benchmarks")
     terminalreporter.write_sep("=", "mixerkern benchmark summary")

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .blocks import BLOCKS, BlockFamily, build_block, register_block
+from .checkpoint import load, save
 from .classifier import MlpClassifier, PatchEmbed
 
 
@@ -108,4 +109,4 @@ def flops_per_image(model_or_name: torch.nn.Module | str, **overrides: Any) -> i
 
 
 __all__ = ["PRESETS", "BLOCKS", "BlockFamily", "MlpClassifier", "PatchEmbed", "build_block", "create_model",
-           "flops_per_image", "get_preset", "list_models", "register_block"]
+           "flops_per_image", "get_preset", "list_models", "load", "register_block", "save"]

@@ -1,0 +1,91 @@
+"""``python -m mixerkern.train`` / ``mixerkern-train``: the seed's CIFAR-100 experiment and its
+relatives (CIFAR-10, MNIST) with any create_model preset. Run under ``torchrun`` for DDP."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..data import DATASETS, DatasetError
+from ..models import list_models
+from .loop import DEFAULT_LR, RESUME_FILE, NonFiniteLoss, RunConfig, run
+
+
+def _override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mixerkern.train", description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Datasets are read from --data-dir (the official archive or its extracted folder), else from "
+               "the cache ($MIXERKERN_DATA or ~/.cache/mixerkern/data), else downloaded. Offline: put "
+               "cifar-100-python.tar.gz / cifar-10-python.tar.gz / the four MNIST .gz files in --data-dir.")
+    p.add_argument("--model", required=True, choices=list_models(), help="create_model preset")
+    p.add_argument("--dataset", default="cifar100", choices=sorted(DATASETS))
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="download a missing dataset from its official URL")
+    p.add_argument("--epochs", type=_positive(int), default=50)
+    p.add_argument("--batch-size", type=_positive(int), default=128, help="global batch (split across ranks)")
+    p.add_argument("--lr", type=_positive(float), default=None,
+                   help="learning rate (default per family: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items()) + ")")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                   help="fused mixerkern blocks (--no-fused: the plain-PyTorch reference blocks)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--threads", type=_positive(int), default=None, help="torch intra-op threads")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--limit", type=_positive(int), default=None, help="use only the first N train and test images")
+    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET)")
+    p.add_argument("--resume", action="store_true", help=f"continue the run in --out from its {RESUME_FILE}")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
+                   help="create_model override, e.g. --override depth=2 (repeatable; VALUE is JSON or text)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    return p
+
+
+def parse_config(argv: list[str] | None = None) -> RunConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = args.out or f"runs/{args.model}-{args.dataset}"
+    if args.resume and not (Path(out) / RESUME_FILE).is_file():
+        parser.error(f"--resume: no {RESUME_FILE} in {out} (give the --out of the run to continue)")
+    overrides = dict(args.override)
+    for fixed in ("num_classes", "in_chans"):
+        if fixed in overrides:
+            parser.error(f"--override {fixed}=...: it is set from the dataset")
+    return RunConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                     fused=args.fused, bf16=args.bf16, threads=args.threads, seed=args.seed, limit=args.limit,
+                     out=out, resume=args.resume, device=args.device, progress=not args.quiet, overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(argv)
+    try:
+        run(cfg)
+    except (DatasetError, NonFiniteLoss) as err:
+        hint = (f" The last good checkpoint is kept in {cfg.out}; try a lower --lr." if isinstance(err, NonFiniteLoss)
+                else "")
+        print(f"mixerkern.train: error: {err}.{hint}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,245 @@
+"""The seed experiment's training loop: AdamW + cross-entropy, top-1/top-5, the last 10 % of the
+training split for validation (Keras validation_split), ReduceLROnPlateau(0.5, 5) and
+EarlyStopping(10, restore best) on the validation loss, then the test split.
+
+Determinism: each epoch's shuffling, augmentation and dropout seeds are functions of (seed,
+epoch), so a resumed run continues exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from ..data import ImageArrays, load_dataset
+from ..data.pipeline import Preprocess, augment_params, epoch_batches, shard
+from ..models import create_model, get_preset
+from ..models.checkpoint import atomic_replace, save
+from . import distributed, history
+from .callbacks import EarlyStopping
+
+DEFAULT_LR = {"mixer": 0.005, "fnet": 0.001, "gmlp": 0.003}  # the seed's per-family learning rates
+VALIDATION_SPLIT = 0.1
+LR_FACTOR, LR_PATIENCE, STOP_PATIENCE = 0.5, 5, 10
+RESUME_FILE = "resume.pt"
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class RunConfig:
+    model: str
+    dataset: str = "cifar100"
+    data_dir: str | None = None
+    download: bool = True
+    epochs: int = 50
+    batch_size: int = 128  # global: split across the ranks of a distributed run
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    fused: bool = True
+    bf16: bool = False
+    threads: int | None = None
+    seed: int = 42
+    limit: int | None = None
+    out: str = "runs/default"
+    resume: bool = False
+    device: str = "auto"
+    progress: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)  # create_model overrides
+
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[get_preset(self.model)["block"]]
+
+
+@dataclass
+class Data:
+    train: ImageArrays
+    val: ImageArrays
+    test: ImageArrays
+    preprocess: Preprocess
+
+
+def prepare_data(cfg: RunConfig, image_size: int) -> Data:
+    train = load_dataset(cfg.dataset, "train", cfg.data_dir, download=cfg.download)
+    test = load_dataset(cfg.dataset, "test", cfg.data_dir, download=cfg.download)
+    if cfg.limit is not None:
+        train, test = train.subset(slice(0, cfg.limit)), test.subset(slice(0, cfg.limit))
+    # Keras: normalization adapted on all of x_train; validation_split takes the last 10 %, unshuffled.
+    preprocess = Preprocess.fit(train.images, image_size)
+    n_val = int(len(train) * VALIDATION_SPLIT)
+    if n_val < 1 or len(train) - n_val < 1:
+        raise ValueError(f"{cfg.dataset}: {len(train)} training images are too few for a 10 % validation split")
+    cut = len(train) - n_val
+    return Data(train.subset(slice(0, cut)), train.subset(slice(cut, None)), test, preprocess)
+
+
+@dataclass
+class Totals:
+    """Summed loss, top-1/top-5 hits and count; reduced over ranks before reading."""
+    values: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
+
+    def add(self, loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top5 == y[:, None]
+        self.values += torch.tensor([loss_sum.item(), hits[:, 0].sum().item(), hits.any(1).sum().item(), len(y)],
+                                    dtype=torch.float64)
+
+    def summary(self, ctx: distributed.Context) -> dict[str, float]:
+        loss, top1, top5, n = ctx.all_sum(self.values.clone()).tolist()
+        n = max(n, 1)
+        return {"loss": loss / n, "acc": top1 / n, "top5": top5 / n}
+
+
+def autocast(cfg: RunConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+
+
+def epoch_seed(cfg: RunConfig, epoch: int) -> int:
+    return cfg.seed * 1_000_003 + epoch
+
+
+def train_epoch(model, opt, data: Data, cfg: RunConfig, ctx: distributed.Context, epoch: int,
+                on_step: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    model.train()
+    gen = torch.Generator().manual_seed(epoch_seed(cfg, epoch))
+    torch.manual_seed(epoch_seed(cfg, epoch) * 7919 + ctx.rank)  # dropout masks
+    totals, data_s, t0 = Totals(), 0.0, time.perf_counter()
+    n = len(data.train)
+    steps = -(-n // cfg.batch_size)
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
+               leave=True, dynamic_ncols=True)
+    for step, idx in enumerate(epoch_batches(n, cfg.batch_size, shuffle=True, generator=gen)):
+        # Every rank draws the whole global batch's augmentation, then keeps its own slice.
+        flip, zoom = augment_params(len(idx), gen)
+        part = shard(len(idx), ctx.rank, ctx.world_size)
+        td = time.perf_counter()
+        x = data.preprocess(data.train.images[idx[part]], train=True, params=(flip[part], zoom[part]))
+        y = data.train.labels[idx[part]]
+        data_s += time.perf_counter() - td
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        with autocast(cfg, ctx.device):
+            logits = model(x)
+        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+        # DDP averages gradients over ranks, so this is the gradient of the global batch's mean loss.
+        loss = loss_sum * (ctx.world_size / len(idx))
+        bad = ctx.all_sum(torch.tensor([0.0 if torch.isfinite(loss_sum) else 1.0]))
+        if bad.item() > 0:
+            raise NonFiniteLoss(f"the training loss became {loss_sum.item()} at epoch {epoch + 1}, step {step + 1}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        totals.add(loss_sum.detach().cpu(), logits.detach().float().cpu(), y.cpu())
+        if bar.n % 10 == 0 or step == steps - 1:
+            seen = totals.values[3].item() * ctx.world_size
+            bar.set_postfix(loss=f"{totals.values[0].item() / max(totals.values[3].item(), 1):.3f}",
+                            acc=f"{totals.values[1].item() / max(totals.values[3].item(), 1):.3f}",
+                            img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        bar.update()
+        if on_step is not None:
+            on_step(epoch, step)
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    return {**totals.summary(ctx), "img_per_s": n / elapsed, "data_s": data_s, "epoch_s": elapsed}
+
+
+@torch.no_grad()
+def evaluate(model, images: ImageArrays, preprocess: Preprocess, cfg: RunConfig, ctx: distributed.Context) -> dict:
+    model.eval()
+    totals = Totals()
+    for idx in epoch_batches(len(images), cfg.batch_size, shuffle=False):
+        local = idx[shard(len(idx), ctx.rank, ctx.world_size)]
+        x = preprocess(images.images[local]).to(ctx.device)
+        y = images.labels[local].to(ctx.device)
+        with autocast(cfg, ctx.device):
+            logits = model(x).float()
+        totals.add(F.cross_entropy(logits, y, reduction="sum").cpu(), logits.cpu(), y.cpu())
+    return totals.summary(ctx)
+
+
+def run(cfg: RunConfig, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Trains, evaluates on the test split and returns the final test metrics."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ctx = distributed.setup(cfg.device)
+    try:
+        return _run(cfg, ctx, on_step)
+    finally:
+        distributed.teardown()
+
+
+def _run(cfg: RunConfig, ctx: distributed.Context, on_step) -> dict[str, Any]:
+    out = Path(cfg.out)
+    image_size = cfg.overrides.get("image_size", get_preset(cfg.model)["image_size"])
+    data = prepare_data(cfg, image_size)
+    channels = data.train.images.shape[1]
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = create_model(cfg.model, fused=cfg.fused, **{"num_classes": data.train.num_classes,
+                                                        "in_chans": channels, **cfg.overrides}).to(ctx.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate(), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=LR_FACTOR, patience=LR_PATIENCE,
+                                                       threshold=1e-4, threshold_mode="abs")
+    stopper, hist, start = EarlyStopping(STOP_PATIENCE), [], 0
+    if cfg.resume:
+        state = torch.load(out / RESUME_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        stopper.load_state_dict(state["early_stopping"])
+        hist, start = state["history"], state["epoch"]
+    train_model = model
+    if ctx.world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    meta = {"preprocess": {"mean": data.preprocess.mean, "std": data.preprocess.std,
+                           "image_size": data.preprocess.image_size}, "dataset": cfg.dataset}
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"model_config": model.config, "run": {**cfg.__dict__, "lr": cfg.learning_rate()}, **meta,
+                   "world_size": ctx.world_size, "parameters": sum(p.numel() for p in model.parameters())}
+        atomic_replace(out / "run.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1, default=str)))
+    stopped = start > 0 and stopper.wait >= stopper.patience
+    for epoch in range(start, cfg.epochs if not stopped else start):
+        metrics = train_epoch(train_model, opt, data, cfg, ctx, epoch, on_step)
+        val = evaluate(model, data.val, data.preprocess, cfg, ctx)
+        lr = opt.param_groups[0]["lr"]
+        sched.step(val["loss"])
+        stop = stopper.step(val["loss"], epoch, model)
+        hist.append({"epoch": epoch + 1, **metrics, **{f"val_{k}": v for k, v in val.items()}, "lr": lr})
+        if ctx.is_main:
+            _save_epoch(out, model, opt, sched, stopper, hist, epoch, meta)
+            if cfg.progress:
+                print(f"epoch {epoch + 1}: loss {metrics['loss']:.4f} acc {metrics['acc']:.4f} | val_loss "
+                      f"{val['loss']:.4f} val_acc {val['acc']:.4f} val_top5 {val['top5']:.4f} | lr {lr:.2e} | "
+                      f"{metrics['img_per_s']:.0f} img/s (data {metrics['data_s']:.1f} s of {metrics['epoch_s']:.1f} s)",
+                      flush=True)
+        if stop:
+            break
+    stopper.restore(model)
+    test = {f"test_{k}": v for k, v in evaluate(model, data.test, data.preprocess, cfg, ctx).items()}
+    test.update(best_epoch=stopper.best_epoch + 1, epochs_run=len(hist))
+    if ctx.is_main:
+        atomic_replace(out / "test_metrics.json", lambda tmp: tmp.write_text(json.dumps(test, indent=1)))
+        print(f"test accuracy {test['test_acc']:.4f}, test top-5 accuracy {test['test_top5']:.4f} "
+              f"(best epoch {test['best_epoch']})", flush=True)
+    return test
+
+
+def _save_epoch(out: Path, model, opt, sched, stopper: EarlyStopping, hist: list[dict], epoch: int, meta: dict) -> None:
+    """Weights (last, and best when it improved), metrics, curves, then the resume state: that one
+    file carries everything a resumed run needs, so a crash between writes loses nothing."""
+    save(model, out / "last.safetensors", epoch=epoch + 1, **meta)
+    if stopper.improved:
+        save(model, out / "best.safetensors", epoch=epoch + 1, **meta)
+    history.write(out, hist)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "early_stopping": stopper.state_dict(), "history": hist, "epoch": epoch + 1}
+    atomic_replace(out / RESUME_FILE, lambda tmp: torch.save(state, tmp))
