@@ -5,7 +5,6 @@ import os
 import struct
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,10 @@ import torch
 from mixerkern.models import load
 from mixerkern.train import RunConfig, main, parse_config, run
 from mixerkern.train.callbacks import EarlyStopping
-from mixerkern.train.loop import RESUME_FILE, NonFiniteLoss
+from mixerkern.train.distributed import Context
+from mixerkern.train.loop import RESUME_FILE, NonFiniteLoss, evaluate, prepare_data
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*is not the official")  # synthetic files, own md5s
 
 TINY = {"image_size": 16, "patch_size": 4, "dim": 32, "depth": 1, "token_hidden": 16, "channel_hidden": 32,
         "dropout": 0.0}
@@ -55,11 +57,6 @@ def config(data_dir, out, **kw) -> RunConfig:
     return RunConfig(**{**base, **kw})
 
 
-def quiet_run(cfg, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # synthetic files have non-official md5s
-        return run(cfg, **kw)
-
 
 def final_state(out: Path) -> dict:
     return torch.load(out / RESUME_FILE, weights_only=True)
@@ -67,7 +64,7 @@ def final_state(out: Path) -> dict:
 
 def test_two_epochs_learn_and_write_every_output(mnist_dir, tmp_path):
     out = tmp_path / "run"
-    test = quiet_run(config(mnist_dir, out))
+    test = run(config(mnist_dir, out))
     assert test["test_acc"] > 0.9, test
     for name in ("metrics.csv", "history.json", "curves.png", "last.safetensors", "best.safetensors",
                  "test_metrics.json", "run.json", RESUME_FILE):
@@ -80,11 +77,17 @@ def test_two_epochs_learn_and_write_every_output(mnist_dir, tmp_path):
     assert json.loads((out / "test_metrics.json").read_text())["test_acc"] == test["test_acc"]
     model = load(out)  # the best checkpoint, rebuilt from its own config
     assert model.config["in_chans"] == 1 and model.config["num_classes"] == 10 and not model.training
+    # The test metrics come from the restored best weights: the saved best model reproduces them.
+    best = min(history, key=lambda h: h["val_loss"])["epoch"]
+    assert test["best_epoch"] == best
+    cfg = config(mnist_dir, out)
+    data = prepare_data(cfg, TINY["image_size"])
+    assert evaluate(model, data.test, data.preprocess, cfg, Context())["acc"] == test["test_acc"]
 
 
 def test_resumed_run_ends_in_the_same_state(mnist_dir, tmp_path):
     straight = tmp_path / "straight"
-    quiet_run(config(mnist_dir, straight, epochs=3))
+    run(config(mnist_dir, straight, epochs=3))
 
     def kill_mid_epoch(epoch, step):
         if epoch == 1 and step == 3:
@@ -92,9 +95,9 @@ def test_resumed_run_ends_in_the_same_state(mnist_dir, tmp_path):
 
     broken = tmp_path / "broken"
     with pytest.raises(KeyboardInterrupt):
-        quiet_run(config(mnist_dir, broken, epochs=3), on_step=kill_mid_epoch)
+        run(config(mnist_dir, broken, epochs=3), on_step=kill_mid_epoch)
     assert final_state(broken)["epoch"] == 1  # the killed epoch is lost, nothing more
-    quiet_run(config(mnist_dir, broken, epochs=3, resume=True))
+    run(config(mnist_dir, broken, epochs=3, resume=True))
     a, b = final_state(straight), final_state(broken)
     assert a["epoch"] == b["epoch"] == 3
     for key in a["model"]:
@@ -138,7 +141,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mnist_dir, tmp_path):
     loop.create_model = spy
     try:
         with pytest.raises(NonFiniteLoss, match="epoch 2"):
-            quiet_run(cfg, on_step=poison)
+            run(cfg, on_step=poison)
     finally:
         loop.create_model = original
     state = final_state(out)
@@ -149,13 +152,32 @@ def test_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         parse_config(["--model", "mixer-cifar100", "--resume", "--out", str(tmp_path / "none")])
     assert exc.value.code == 2 and "--resume" in capsys.readouterr().err
-    for bad in (["--epochs", "0"], ["--override", "num_classes=3"], ["--override", "depth"], ["--dataset", "svhn"]):
+    for bad in (["--epochs", "0"], ["--override", "num_classes=3"], ["--override", "depth"], ["--dataset", "svhn"],
+                ["--override", "nonsense=1"], ["--override", "image_size=60"], ["--weight-decay", "-1"],
+                ["--seed", str(2**40)]):
         with pytest.raises(SystemExit):
             parse_config(["--model", "mixer-cifar100", *bad])
+    assert not parse_config(["--model", "mixer-cifar100", "--dataset", "mnist"]).flips()  # digits: no mirror
+    assert parse_config(["--model", "mixer-cifar100", "--dataset", "cifar10"]).flips()
+    assert parse_config(["--model", "mixer-cifar100", "--dataset", "mnist", "--flip"]).flips()
     code = main(["--model", "mixer-cifar100", "--dataset", "cifar100", "--data-dir", str(tmp_path),
                  "--no-download", "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and "cifar-100-python.tar.gz" in err
+
+
+def test_resume_refuses_a_different_run_and_a_fresh_run_refuses_an_old_directory(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    run(config(mnist_dir, out, epochs=1))
+    base = ["--model", "mixer-cifar100", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--out", str(out),
+            "--batch-size", "32", *[a for k, v in TINY.items() for a in ("--override", f"{k}={v}")]]
+    assert parse_config([*base, "--resume"]).resume  # the same settings: accepted
+    with pytest.raises(SystemExit):
+        parse_config([*base, "--resume", "--seed", "7"])
+    assert "seed 42 vs 7" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(base)
+    assert "--resume" in capsys.readouterr().err
 
 
 def test_help_runs_as_a_module():
@@ -166,8 +188,9 @@ def test_help_runs_as_a_module():
 
 
 def test_two_process_ddp_matches_one_process(mnist_dir, tmp_path):
+    # 410 images: 369 for training, so the last global batch (49) splits unevenly, 24 / 25.
     args = ["--model", "mixer-cifar100", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--no-download",
-            "--epochs", "1", "--batch-size", "64", "--limit", "400", "--quiet", "--device", "cpu",
+            "--epochs", "1", "--batch-size", "64", "--limit", "410", "--quiet", "--device", "cpu",
             *[a for k, v in TINY.items() for a in ("--override", f"{k}={v}")]]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     single, double = tmp_path / "single", tmp_path / "ddp"

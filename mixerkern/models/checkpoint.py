@@ -21,12 +21,21 @@ RUN_DIR_CHECKPOINTS = ("best.safetensors", "last.safetensors")
 
 
 def atomic_replace(path: Path, write) -> None:
-    """Calls ``write(tmp_path)`` and renames the result onto ``path`` (same directory, so atomic)."""
+    """Calls ``write(tmp_path)`` and renames the result onto ``path`` (same directory, so atomic).
+    The data is fsynced before the rename and the directory after it, so that even a power cut
+    leaves either the old file or the new one, never an empty one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     finally:
         tmp.unlink(missing_ok=True)
 

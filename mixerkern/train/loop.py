@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ from ..data import ImageArrays, load_dataset
 from ..data.pipeline import Preprocess, augment_params, epoch_batches, shard
 from ..models import create_model, get_preset
 from ..models.checkpoint import atomic_replace, save
+from ..ops import OPS, backend_info
 from . import distributed, history
 from .callbacks import EarlyStopping
 
@@ -33,6 +35,10 @@ RESUME_FILE = "resume.pt"
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+class RunError(ValueError):
+    """A setting that cannot work with this data or this launch (reported without a traceback)."""
 
 
 @dataclass
@@ -54,10 +60,22 @@ class RunConfig:
     resume: bool = False
     device: str = "auto"
     progress: bool = True
+    flip: bool | None = None  # random horizontal flips; None: on, except for MNIST (digits are not mirror-symmetric)
     overrides: dict[str, Any] = field(default_factory=dict)  # create_model overrides
 
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[get_preset(self.model)["block"]]
+        block = self.overrides.get("block", get_preset(self.model)["block"])
+        return self.lr if self.lr is not None else DEFAULT_LR[block]
+
+    # Fields a resumed run must share with the run it continues.
+    # (--fused may change: both block kinds have the same weights and math.)
+    IDENTITY = ("model", "dataset", "batch_size", "lr", "weight_decay", "bf16", "seed", "limit", "overrides")
+
+    def flips(self) -> bool:
+        return self.flip if self.flip is not None else self.dataset != "mnist"
+
+    def identity(self) -> dict[str, Any]:
+        return {k: (self.learning_rate() if k == "lr" else getattr(self, k)) for k in self.IDENTITY}
 
 
 @dataclass
@@ -75,10 +93,9 @@ def prepare_data(cfg: RunConfig, image_size: int) -> Data:
         train, test = train.subset(slice(0, cfg.limit)), test.subset(slice(0, cfg.limit))
     # Keras: normalization adapted on all of x_train; validation_split takes the last 10 %, unshuffled.
     preprocess = Preprocess.fit(train.images, image_size)
-    n_val = int(len(train) * VALIDATION_SPLIT)
-    if n_val < 1 or len(train) - n_val < 1:
-        raise ValueError(f"{cfg.dataset}: {len(train)} training images are too few for a 10 % validation split")
-    cut = len(train) - n_val
+    cut = int(len(train) * (1 - VALIDATION_SPLIT))  # Keras: split_at = int(n * (1 - validation_split))
+    if cut < 1 or cut >= len(train):
+        raise RunError(f"{cfg.dataset}: {len(train)} training images are too few for a 10 % validation split")
     return Data(train.subset(slice(0, cut)), train.subset(slice(cut, None)), test, preprocess)
 
 
@@ -120,6 +137,7 @@ def train_epoch(model, opt, data: Data, cfg: RunConfig, ctx: distributed.Context
     for step, idx in enumerate(epoch_batches(n, cfg.batch_size, shuffle=True, generator=gen)):
         # Every rank draws the whole global batch's augmentation, then keeps its own slice.
         flip, zoom = augment_params(len(idx), gen)
+        flip &= cfg.flips()
         part = shard(len(idx), ctx.rank, ctx.world_size)
         td = time.perf_counter()
         x = data.preprocess(data.train.images[idx[part]], train=True, params=(flip[part], zoom[part]))
@@ -133,7 +151,7 @@ def train_epoch(model, opt, data: Data, cfg: RunConfig, ctx: distributed.Context
         loss = loss_sum * (ctx.world_size / len(idx))
         bad = ctx.all_sum(torch.tensor([0.0 if torch.isfinite(loss_sum) else 1.0]))
         if bad.item() > 0:
-            raise NonFiniteLoss(f"the training loss became {loss_sum.item()} at epoch {epoch + 1}, step {step + 1}")
+            raise NonFiniteLoss(f"the training loss became non-finite at epoch {epoch + 1}, step {step + 1}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -165,11 +183,27 @@ def evaluate(model, images: ImageArrays, preprocess: Preprocess, cfg: RunConfig,
     return totals.summary(ctx)
 
 
+def fused_devices() -> set[str]:
+    """Device types on which every fused op has kernels."""
+    info = backend_info()
+    return set.intersection(*(set(info[op]) for op in OPS))
+
+
+def training_device(cfg: RunConfig) -> str:
+    """--device auto: CUDA when present and usable by the chosen blocks (fused ops need CUDA kernels)."""
+    if cfg.device == "cuda" and cfg.fused and "cuda" not in fused_devices():
+        raise RunError("--device cuda: the fused ops have no CUDA kernels in this build; use --no-fused on the GPU")
+    if cfg.device == "auto":
+        usable = torch.cuda.is_available() and (not cfg.fused or "cuda" in fused_devices())
+        return "cuda" if usable else "cpu"
+    return cfg.device
+
+
 def run(cfg: RunConfig, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Trains, evaluates on the test split and returns the final test metrics."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    ctx = distributed.setup(cfg.device)
+    ctx = distributed.setup(training_device(cfg))
     try:
         return _run(cfg, ctx, on_step)
     finally:
@@ -180,12 +214,18 @@ def _run(cfg: RunConfig, ctx: distributed.Context, on_step) -> dict[str, Any]:
     out = Path(cfg.out)
     image_size = cfg.overrides.get("image_size", get_preset(cfg.model)["image_size"])
     data = prepare_data(cfg, image_size)
+    if ctx.device.type != "cpu":  # preprocess where the model runs: the CPU would not keep up with a GPU
+        data.train, data.val, data.test = (replace(a, images=a.images.to(ctx.device))
+                                           for a in (data.train, data.val, data.test))
+    if cfg.batch_size < ctx.world_size:
+        raise RunError(f"--batch-size {cfg.batch_size} is smaller than the {ctx.world_size} processes sharing it")
     channels = data.train.images.shape[1]
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = create_model(cfg.model, fused=cfg.fused, **{"num_classes": data.train.num_classes,
                                                         "in_chans": channels, **cfg.overrides}).to(ctx.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate(), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=LR_FACTOR, patience=LR_PATIENCE,
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate(), weight_decay=cfg.weight_decay, eps=1e-7)
+    # Keras lowers the rate once `patience` epochs went by without improvement; torch waits one more.
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=LR_FACTOR, patience=LR_PATIENCE - 1,
                                                        threshold=1e-4, threshold_mode="abs")
     stopper, hist, start = EarlyStopping(STOP_PATIENCE), [], 0
     if cfg.resume:
@@ -203,13 +243,16 @@ def _run(cfg: RunConfig, ctx: distributed.Context, on_step) -> dict[str, Any]:
                            "image_size": data.preprocess.image_size}, "dataset": cfg.dataset}
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        summary = {"model_config": model.config, "run": {**cfg.__dict__, "lr": cfg.learning_rate()}, **meta,
+        summary = {"model_config": model.config, "run": {**cfg.__dict__, "lr": cfg.learning_rate()},
+                   "identity": cfg.identity(), **meta,
                    "world_size": ctx.world_size, "parameters": sum(p.numel() for p in model.parameters())}
         atomic_replace(out / "run.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1, default=str)))
     stopped = start > 0 and stopper.wait >= stopper.patience
     for epoch in range(start, cfg.epochs if not stopped else start):
         metrics = train_epoch(train_model, opt, data, cfg, ctx, epoch, on_step)
         val = evaluate(model, data.val, data.preprocess, cfg, ctx)
+        if not (math.isfinite(val["loss"]) and all(torch.isfinite(p).all() for p in model.parameters())):
+            raise NonFiniteLoss(f"the weights or the validation loss became non-finite in epoch {epoch + 1}")
         lr = opt.param_groups[0]["lr"]
         sched.step(val["loss"])
         stop = stopper.step(val["loss"], epoch, model)
