@@ -1,10 +1,16 @@
 import contextlib
 import os
 
-import pytest
 import torch
 
-import mixerkern
+# Without a GPU the Triton kernels (tests/triton) run under Triton's interpreter. Triton reads the
+# switch when it is first imported, and torch.compile may import it early: set it before anything.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+import mixerkern  # noqa: E402
 
 
 def pytest_report_header(config):

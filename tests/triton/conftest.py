@@ -1,13 +1,9 @@
-"""Triton kernel tests. Without a GPU they run under the Triton interpreter on CPU tensors, which
-must be switched on before any kernel is defined (i.e. before mixerkern.triton is imported)."""
+"""Triton kernel tests. Without a GPU they run under the Triton interpreter on CPU tensors (tests/conftest.py
+switches it on before anything imports triton)."""
 import importlib.util
-import os
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 if importlib.util.find_spec("triton") is None:  # the test extra installs it; CPU-only users need not
     collect_ignore_glob = ["test_*.py"]
