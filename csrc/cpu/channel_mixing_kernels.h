@@ -14,7 +14,6 @@ template <class T>
 void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch) {
   using S = compute_t<T>;
   using V = Vec<S>;
-  using M = typename V::Mask;
   const int D = a.dim, H = a.hidden;
   const int64_t rows = a.batch * a.patches;
   const Dropout drop = make_dropout(a);

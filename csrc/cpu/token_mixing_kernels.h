@@ -68,7 +68,6 @@ template <class T>
 void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch) {
   using S = compute_t<T>;
   using V = Vec<S>;
-  using M = typename V::Mask;
   const int P = a.patches, D = a.dim, H = a.hidden;
   const Dropout drop = make_dropout(a);
   S* u = scratch;        // P x D
