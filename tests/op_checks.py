@@ -27,6 +27,12 @@ def make_mixing_inputs(op_name: str, batch: int, patches: int, dim: int, hidden:
     return x.to(dtype), [p.to(dtype) for p in params]
 
 
+def make_mlp_inputs(op_name: str, batch: int, rows: int, cols: int, hidden: int, dtype=torch.float32):
+    """Fresh random x and bare token/channel-MLP parameters (fc1 and fc2 only)."""
+    x, params = make_mixing_inputs(op_name.replace("_mlp", "_mixing"), batch, rows, cols, hidden, dtype)
+    return x, params[2:]
+
+
 def make_gating_inputs(batch: int, patches: int, hidden: int, dtype=torch.float32):
     """Fresh random fc1 pre-activation x (B, P, hidden) and spatial-gating parameters. The proj
     weight is O(1/sqrt(P)), not timm's near-zero init, so the spatial product really matters."""
@@ -57,23 +63,14 @@ def run_with_grads(fn, x, params, grad_out, **kw):
     return out.detach(), grads
 
 
-def op_settings(op, eps=1e-6, approximate="none", dropout_p=0.0, seed=None) -> tuple:
-    """The positional settings of ``op.forward_op`` after x and the parameters."""
-    return (eps, approximate, dropout_p, seed) if op.activation else (eps,)
-
-
-def reference_kwargs(op, eps=1e-6, approximate="none", mask=None) -> dict:
-    return dict(eps=eps, approximate=approximate, mask=mask) if op.activation else dict(eps=eps)
-
-
 def fused_vs_reference(op, x, params, grad_out, mask=None, seed=None, dropout_p=0.0, **kw):
     """(fused out, fused grads), (reference out, reference grads) for one op and one input."""
     if seed is None:
         fused = run_with_grads(op, x, params, grad_out, dropout_p=dropout_p, **kw)
     else:  # call the registered op directly with a known seed, so the mask can be reproduced
-        fused = run_with_grads(lambda *t, **k: op.forward_op(*t, *op_settings(op, dropout_p=dropout_p, seed=seed, **k)),
+        fused = run_with_grads(lambda *t, **k: op.forward_op(*t, *op.settings(dropout_p=dropout_p, seed=seed, **k)),
                                x, params, grad_out, **kw)
-    ref = run_with_grads(op.reference, x, params, grad_out, **reference_kwargs(op, mask=mask, **kw))
+    ref = run_with_grads(op.reference, x, params, grad_out, **op.reference_kwargs(mask=mask, **kw))
     return fused, ref
 
 
@@ -82,7 +79,8 @@ def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", 
     seed = draw_seed() if dropout_p > 0 else None
     mask = dropout_mask(seed, x.shape, dropout_p, x.dtype) if dropout_p > 0 else None
     (out, grads), (ref_out, ref_grads) = fused_vs_reference(
-        op, x, params, grad_out, mask=mask, seed=seed, dropout_p=dropout_p, approximate=approximate, eps=eps)
+        op, x, params, grad_out, mask=mask, seed=seed, dropout_p=dropout_p, approximate=approximate,
+        **({"eps": eps} if op.normalized else {}))
     assert out.shape == ref_out.shape and out.dtype == ref_out.dtype
     assert rel_err(out, ref_out) <= FP32_FWD_RTOL, f"forward: {rel_err(out, ref_out):.2e}"
     for name, g, rg in zip(("x",) + op.param_names, grads, ref_grads):
@@ -95,7 +93,7 @@ def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", 
 def assert_bf16_error_budget(op, x64, params64, approximate="none"):
     """Fused bf16 error vs float64 truth must be at most 2x the bf16 reference's own error."""
     grad64 = random_grad_out(op, x64)
-    kw = reference_kwargs(op, approximate=approximate)
+    kw = op.reference_kwargs(approximate=approximate)
     truth = run_with_grads(op.reference, x64, params64, grad64, **kw)
     bf = lambda ts: [t.bfloat16() for t in ts]  # noqa: E731
     xb, pb, gb = x64.bfloat16(), bf(params64), grad64.bfloat16()

@@ -6,8 +6,8 @@ import torch
 
 import mixerkern
 from conftest import compiled_isas, cpu_isa
-from op_checks import (assert_bf16_error_budget, assert_close_to_reference, make_mixing_inputs, op_settings,
-                       random_grad_out, reference_kwargs, rel_err, run_with_grads)
+from op_checks import (assert_bf16_error_budget, assert_close_to_reference, make_mixing_inputs, make_mlp_inputs,
+                       random_grad_out, rel_err, run_with_grads)
 from mixerkern.ops._dropout import dropout_mask, draw_seed
 
 
@@ -59,13 +59,13 @@ class FusedOpSuite:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = self.op(x, *params)
         assert out.dtype == torch.bfloat16
-        assert rel_err(out, self.op.reference(x, *params, **reference_kwargs(self.op))) < 2e-2
+        assert rel_err(out, self.op.reference(x, *params, **self.op.reference_kwargs())) < 2e-2
 
     def test_gradcheck_float64(self):
         x, params = self.inputs(self.small_shape, torch.float64)
         seed = draw_seed()
         for approximate, p in (("none", 0.0), ("tanh", 0.25))[:2 if self.op.activation else 1]:
-            settings = op_settings(self.op, 1e-5, approximate, p, seed)
+            settings = self.op.settings(1e-5, approximate, p, seed)
             fn = lambda *t: self.op.forward_op(*t, *settings)  # noqa: E731
             leaves = [t.clone().requires_grad_() for t in (x, *params)]
             assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
@@ -74,7 +74,7 @@ class FusedOpSuite:
         for dtype in (torch.float32, torch.bfloat16):
             x, params = self.inputs(self.small_shape, dtype)
             leaves = [t.requires_grad_() for t in (x, *params)]
-            torch.library.opcheck(self.op.forward_op, (*leaves, *op_settings(self.op, 1e-6, "none", 0.1, draw_seed())))
+            torch.library.opcheck(self.op.forward_op, (*leaves, *self.op.settings(1e-6, "none", 0.1, draw_seed())))
 
     def test_generic_path_matches_avx512(self):
         isas = compiled_isas()
@@ -151,10 +151,10 @@ class FusedOpSuite:
             pytest.skip("compiled kernels not loaded")
         x, params = self.inputs(self.shapes[0])
         with pytest.raises(RuntimeError, match=rf"{self.op.param_names[-1]} must have shape"):
-            self.op.forward_op(x, *params[:-1], params[-1][:-1], *op_settings(self.op))
+            self.op.forward_op(x, *params[:-1], params[-1][:-1], *self.op.settings())
         if self.op.activation:
             with pytest.raises(RuntimeError, match=r"approximate must be"):
-                self.op.forward_op(x, *params, 1e-6, "sigmoid", 0.0, None)
+                self.op.forward_op(x, *params, *self.op.settings(approximate="sigmoid"))
 
 
 class MixingOpSuite(FusedOpSuite):
@@ -166,3 +166,19 @@ class MixingOpSuite(FusedOpSuite):
     def bad_shape_cases(self, x, params):
         return [((x, params[0], params[1], params[2][:, :-1], *params[3:]), r"fc1_weight must have shape"),
                 ((x[..., :-1], *params), r"ln_weight must have shape")]
+
+
+class MlpOpSuite(FusedOpSuite):
+    """The bare token and channel MLPs: shapes are (batch, rows, cols, hidden)."""
+
+    def inputs(self, shape, dtype=torch.float32):
+        return make_mlp_inputs(self.op.name, *shape, dtype=dtype)
+
+    def bad_shape_cases(self, x, params):
+        return [((x, params[0][:, :-1], *params[1:]), r"fc1_weight must have shape"),
+                ((x, *params[:3], params[3][:-1]), r"fc2_bias must have shape")]
+
+    def test_eps_does_not_apply(self):
+        x, params = self.inputs(self.small_shape)
+        with pytest.raises(TypeError, match=r"has no LayerNorm: eps does not apply"):
+            self.op(x, *params, eps=1e-5)

@@ -22,7 +22,8 @@ def test_compiled_cpu_kernels_are_active():
     assert info["cpu_load_error"] is None, f"C++ kernels failed to load: {info['cpu_load_error']}"
     for op in mixerkern.ops.OPS:
         assert info[op]["cpu"] in ("cpp-avx512", "cpp-generic"), info
-    assert set(mixerkern.ops.OPS) == {"token_mixing", "channel_mixing", "spatial_gating", "fourier_mixing"}
+    assert set(mixerkern.ops.OPS) == {"token_mixing", "channel_mixing", "spatial_gating", "fourier_mixing",
+                                      "token_mlp", "channel_mlp"}
 
 
 def test_best_isa_is_chosen_by_default():

@@ -64,7 +64,7 @@ def fnet_param_count(cfg: dict) -> int:
 PARAM_COUNTS = {"mixer": mixer_param_count, "gmlp": gmlp_param_count, "fnet": fnet_param_count}
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [n for n in list_models() if "arch" not in PRESETS[n]])  # patchless: own tests
 def test_every_preset_builds_fused_and_reference_with_identical_names(name):
     with torch.device("meta"):  # no memory, no init cost: the 224 px presets are never materialized
         reference = create_model(name, fused=False)

@@ -24,10 +24,10 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
     const int R = int(imin64(kChannelRowBlock, rows - r0));
     const T* x = a.x + r0 * D;
     T* out = a.out + r0 * D;
-    normalize_rows<V>(x, R, D, a.eps, a.ln_w, a.ln_b, u);
-    gemm<V>(R, H, D, u, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
+    const S* ux = mlp_input<V>(a, x, R, D, u);
+    gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
     gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
-    gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D});
+    gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D, !a.bare});
   }
 }
 
@@ -53,7 +53,7 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
     const int R = int(imin64(RB, rows - r0));
     const T* x = a.x + r0 * D;
     const T* gout = a.grad_out + r0 * D;
-    normalize_rows<V>(x, R, D, a.eps, a.ln_w, a.ln_b, u, mean, rstd);
+    const S* ux = mlp_input<V>(a, x, R, D, u, mean, rstd);
     for (int r = 0; r < R; ++r) {
       for (int d = 0; d < D; d += kLanes) {
         const M m = V::mask(D - d);
@@ -62,7 +62,7 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
         v.store(dz + r * D + d, m);
       }
     }
-    gemm<V>(R, H, D, u, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+    gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
     gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
     add_column_sums<V>(dz, R, D, g.b2);
     gemm<V>(D, H, R, dz, 1, D, act, H, AccumulateTo<V>{g.w2, H});  // dW2 += dZ^T A
@@ -71,11 +71,9 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
       (v * V::load(p, m)).store(p, m);
     });
     add_column_sums<V>(dh, R, H, g.b1);
-    gemm<V>(H, D, R, dh, 1, H, u, D, AccumulateTo<V>{g.w1, D});  // dW1 += dH^T U
+    gemm<V>(H, D, R, dh, 1, H, ux, D, AccumulateTo<V>{g.w1, D});  // dW1 += dH^T U
     gemm<V>(R, D, H, dh, H, 1, a.w1, D, StoreTo<V>{du, D});      // dU = dH W1
-    for (int r = 0; r < R; ++r)
-      row_layernorm_backward_residual<V>(x + r * D, du + r * D, gout + r * D, D, a.ln_w, mean[r], rstd[r],
-                                         g.ln_w, g.ln_b, a.out + (r0 + r) * D);
+    mlp_input_grad<V>(a, x, du, gout, R, D, mean, rstd, g, a.out + r0 * D);
   }
 }
 

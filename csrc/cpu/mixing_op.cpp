@@ -8,25 +8,32 @@
 namespace mixerkern { namespace cpu {
 namespace {
 
-const char* op_name(MixingKind kind) { return kind == MixingKind::Token ? "token_mixing" : "channel_mixing"; }
+const char* op_name(MixingKind kind, MixingForm form) {
+  if (form == MixingForm::BareMlp) return kind == MixingKind::Token ? "token_mlp" : "channel_mlp";
+  return kind == MixingKind::Token ? "token_mixing" : "channel_mixing";
+}
 
-struct Params {  // the six parameter tensors, in schema order
+struct Params {  // the six parameter tensors, in schema order (no LN ones for the bare MLP)
+  MixingForm form;
   const at::Tensor &ln_w, &ln_b, &w1, &b1, &w2, &b2;
+  bool normalized() const { return form == MixingForm::Block; }
 };
 
 void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::string_view approximate,
                   double dropout_p) {
-  const char* name = op_name(kind);
+  const char* name = op_name(kind, p.form);
   TORCH_CHECK(x.dim() == 3, "mixerkern.", name, ": x must be 3-D (B, num_patches, dim), got shape ",
               shape_str(x.sizes()));
-  check_dtypes_devices(name, x, {{"ln_weight", &p.ln_w}, {"ln_bias", &p.ln_b}, {"fc1_weight", &p.w1},
-                                {"fc1_bias", &p.b1}, {"fc2_weight", &p.w2}, {"fc2_bias", &p.b2}});
+  check_dtypes_devices(name, x, {{"fc1_weight", &p.w1}, {"fc1_bias", &p.b1}, {"fc2_weight", &p.w2},
+                                {"fc2_bias", &p.b2}});
+  if (p.normalized()) check_dtypes_devices(name, x, {{"ln_weight", &p.ln_w}, {"ln_bias", &p.ln_b}});
   TORCH_CHECK(p.w1.dim() == 2, "mixerkern.", name, ": fc1_weight must be 2-D, got shape ", shape_str(p.w1.sizes()));
   const int64_t P = x.size(1), D = x.size(2), H = p.w1.size(0);
   const int64_t mixed = kind == MixingKind::Token ? P : D;  // the axis the MLP mixes
-  const std::pair<const char*, std::pair<const at::Tensor*, std::vector<int64_t>>> expected[] = {
-      {"ln_weight", {&p.ln_w, {D}}},      {"ln_bias", {&p.ln_b, {D}}}, {"fc1_weight", {&p.w1, {H, mixed}}},
-      {"fc1_bias", {&p.b1, {H}}},         {"fc2_weight", {&p.w2, {mixed, H}}}, {"fc2_bias", {&p.b2, {mixed}}}};
+  std::vector<std::pair<const char*, std::pair<const at::Tensor*, std::vector<int64_t>>>> expected = {
+      {"fc1_weight", {&p.w1, {H, mixed}}}, {"fc1_bias", {&p.b1, {H}}}, {"fc2_weight", {&p.w2, {mixed, H}}},
+      {"fc2_bias", {&p.b2, {mixed}}}};
+  if (p.normalized()) expected.insert(expected.begin(), {{"ln_weight", {&p.ln_w, {D}}}, {"ln_bias", {&p.ln_b, {D}}}});
   for (const auto& [arg, te] : expected)
     TORCH_CHECK(te.first->sizes() == at::IntArrayRef(te.second), "mixerkern.", name, ": ", arg, " must have shape ",
                 shape_str(te.second), " for x of shape ", shape_str(x.sizes()), " and fc1_weight of shape ",
@@ -46,14 +53,18 @@ template <class T> struct Prepared {
            const std::optional<at::Tensor>& seed) {
     const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
     auto prep = [&](const at::Tensor& t) { return t.to(ct).contiguous(); };
-    ln_w = prep(p.ln_w); ln_b = prep(p.ln_b); b1 = prep(p.b1); b2 = prep(p.b2);
+    if (p.normalized()) {
+      ln_w = prep(p.ln_w); ln_b = prep(p.ln_b);
+      args.ln_w = ln_w.data_ptr<S>(); args.ln_b = ln_b.data_ptr<S>();
+    }
+    args.bare = !p.normalized();
+    b1 = prep(p.b1); b2 = prep(p.b2);
     w1 = prep(p.w1); w2 = prep(p.w2);
     w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
     args.batch = x.size(0);
     args.patches = int(x.size(1));
     args.dim = int(x.size(2));
     args.hidden = int(w1.size(0));
-    args.ln_w = ln_w.data_ptr<S>(); args.ln_b = ln_b.data_ptr<S>();
     args.b1 = b1.data_ptr<S>(); args.b2 = b2.data_ptr<S>();
     args.w1 = w1.data_ptr<S>(); args.w2 = w2.data_ptr<S>();
     args.w1t = w1t.data_ptr<S>(); args.w2t = w2t.data_ptr<S>();
@@ -98,11 +109,11 @@ void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double 
 
 }  // namespace
 
-at::Tensor mixing_forward(MixingKind kind, const at::Tensor& x_in, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
+at::Tensor mixing_forward(MixingKind kind, MixingForm form, const at::Tensor& x_in, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
                           const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, const at::Tensor& fc2_weight,
                           const at::Tensor& fc2_bias, double eps, c10::string_view approximate, double dropout_p,
                           const std::optional<at::Tensor>& seed) {
-  const Params p{ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
+  const Params p{form, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
   check_inputs(kind, x_in, p, approximate, dropout_p);
   const at::Tensor x = x_in.contiguous();
   at::Tensor out = at::empty_like(x);
@@ -118,15 +129,15 @@ at::Tensor mixing_forward(MixingKind kind, const at::Tensor& x_in, const at::Ten
   return out;
 }
 
-MixingGrads mixing_backward(MixingKind kind, const at::Tensor& grad_out, const at::Tensor& x_in,
+MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& grad_out, const at::Tensor& x_in,
                             const at::Tensor& ln_weight, const at::Tensor& ln_bias, const at::Tensor& fc1_weight,
                             const at::Tensor& fc1_bias, const at::Tensor& fc2_weight, const at::Tensor& fc2_bias,
                             double eps, c10::string_view approximate, double dropout_p,
                             const std::optional<at::Tensor>& seed) {
-  const Params p{ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
+  const Params p{form, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
   check_inputs(kind, x_in, p, approximate, dropout_p);
   TORCH_CHECK(grad_out.sizes() == x_in.sizes() && grad_out.scalar_type() == x_in.scalar_type(),
-              "mixerkern.", op_name(kind), "_backward: grad_out must match x in shape and dtype, got ",
+              "mixerkern.", op_name(kind, form), "_backward: grad_out must match x in shape and dtype, got ",
               shape_str(grad_out.sizes()), " ", grad_out.scalar_type());
   const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
   at::Tensor dx = at::empty_like(x);

@@ -9,15 +9,18 @@
 namespace mixerkern { namespace cpu {
 
 enum class MixingKind { Token, Channel };
+// The Mixer's sub-block (x + Drop(MLP(LN(x))): token_mixing / channel_mixing) or the bare MLP
+// (Drop(MLP(x)): token_mlp / channel_mlp, the patchless Mixer's sub-layers); one kernel each way.
+enum class MixingForm { Block, BareMlp };
 
 using MixingGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-at::Tensor mixing_forward(MixingKind kind, const at::Tensor& x, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
+at::Tensor mixing_forward(MixingKind kind, MixingForm form, const at::Tensor& x, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
                           const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, const at::Tensor& fc2_weight,
                           const at::Tensor& fc2_bias, double eps, c10::string_view approximate, double dropout_p,
                           const std::optional<at::Tensor>& seed);
 
-MixingGrads mixing_backward(MixingKind kind, const at::Tensor& grad_out, const at::Tensor& x,
+MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& grad_out, const at::Tensor& x,
                             const at::Tensor& ln_weight, const at::Tensor& ln_bias, const at::Tensor& fc1_weight,
                             const at::Tensor& fc1_bias, const at::Tensor& fc2_weight, const at::Tensor& fc2_bias,
                             double eps, c10::string_view approximate, double dropout_p,
@@ -28,7 +31,7 @@ template <MixingKind K>
 at::Tensor mixing_forward_op(const at::Tensor& x, const at::Tensor& ln_w, const at::Tensor& ln_b, const at::Tensor& w1,
                              const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, double eps,
                              c10::string_view approximate, double p, const std::optional<at::Tensor>& seed) {
-  return mixing_forward(K, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
+  return mixing_forward(K, MixingForm::Block, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
 }
 
 template <MixingKind K>
@@ -36,7 +39,24 @@ MixingGrads mixing_backward_op(const at::Tensor& g, const at::Tensor& x, const a
                                const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
                                double eps, c10::string_view approximate, double p,
                                const std::optional<at::Tensor>& seed) {
-  return mixing_backward(K, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
+  return mixing_backward(K, MixingForm::Block, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
+}
+
+// The bare MLPs' schemas: no LayerNorm parameters, no eps; the backward has no LN gradients.
+template <MixingKind K>
+at::Tensor mlp_forward_op(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                          const at::Tensor& b2, c10::string_view approximate, double p,
+                          const std::optional<at::Tensor>& seed) {
+  return mixing_forward(K, MixingForm::BareMlp, x, {}, {}, w1, b1, w2, b2, 0.0, approximate, p, seed);
+}
+
+template <MixingKind K>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_backward_op(
+    const at::Tensor& g, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+    const at::Tensor& b2, c10::string_view approximate, double p, const std::optional<at::Tensor>& seed) {
+  auto [dx, dlnw, dlnb, dw1, db1, dw2, db2] =
+      mixing_backward(K, MixingForm::BareMlp, g, x, {}, {}, w1, b1, w2, b2, 0.0, approximate, p, seed);
+  return {dx, dw1, db1, dw2, db2};
 }
 
 }}  // namespace mixerkern::cpu

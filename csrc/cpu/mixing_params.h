@@ -32,6 +32,9 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   const S *w1 = nullptr, *w2 = nullptr;    // fc1/fc2 weights as nn.Linear stores them
   const S *w1t = nullptr, *w2t = nullptr;  // their transposes
   S eps = S(1e-6);
+  // The bare MLP (token_mlp / channel_mlp, the patchless Mixer's sub-layers): no LayerNorm in
+  // front, no residual around, so out = Drop(MLP(X)) and ln_w / ln_b / eps are unused.
+  bool bare = false;
 };
 
 // One thread's partial parameter gradients (compute type), laid out as ParamGradLayout says.

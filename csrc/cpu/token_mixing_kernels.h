@@ -40,6 +40,7 @@ template <class V, class T, bool kRowBias> struct ResidualOut {
   const typename V::scalar* bias;
   const Dropout& drop;
   int64_t ahead;  // elements from this block to the next one, whose x and out lines are prefetched
+  bool residual;  // false for the bare MLPs: out = Drop(C + bias)
 
   void operator()(int i, int j, V v, typename V::Mask m) const {
     const int64_t at = i * ld + j;
@@ -49,9 +50,48 @@ template <class V, class T, bool kRowBias> struct ResidualOut {
     __builtin_prefetch(out + at + ahead, 1, 2);
     V z = add_bias<kRowBias>(v, bias, i, j, m);
     if (drop.enabled) z = z * drop.template factor<V>(uint64_t(base + at));
-    store_as(out + at, load_as(x + at, m) + z, m);
+    store_as(out + at, residual ? load_as(x + at, m) + z : z, m);
   }
 };
+
+// The first GEMM's operand: LN(X) (rows of length n, statistics to mean/rstd if given), or for the
+// bare MLPs X itself, read in place when it is already in the compute type.
+template <class V, class T, class S = typename V::scalar>
+inline const S* mlp_input(const MixingArgs<T>& a, const T* x, int rows, int n, S* buf, S* mean = nullptr,
+                          S* rstd = nullptr) {
+  if (!a.bare) {
+    normalize_rows<V>(x, rows, n, a.eps, a.ln_w, a.ln_b, buf, mean, rstd);
+    return buf;
+  }
+  if constexpr (std::is_same_v<T, S>) {
+    return x;
+  } else {
+    const int64_t total = int64_t(rows) * n;
+    for (int64_t i = 0; i < total; i += kLanes) {
+      const auto m = V::mask(int(imin64(kLanes, total - i)));
+      load_as(x + i, m).store(buf + i, m);
+    }
+    return buf;
+  }
+}
+
+// dX from dU = dL/d(first GEMM operand): through the LayerNorm plus the residual's G, or for the
+// bare MLPs dU itself.
+template <class V, class T, class S = typename V::scalar>
+inline void mlp_input_grad(const MixingArgs<T>& a, const T* x, const S* du, const T* g, int rows, int n,
+                           const S* mean, const S* rstd, const GradPartials<S>& gp, T* dx) {
+  for (int r = 0; r < rows; ++r) {
+    const int64_t o = int64_t(r) * n;
+    if (a.bare) {
+      for (int j = 0; j < n; j += kLanes) {
+        const auto m = V::mask(n - j);
+        store_as(dx + o + j, V::load(du + o + j, m), m);
+      }
+    } else {
+      row_layernorm_backward_residual<V>(x + o, du + o, g + o, n, a.ln_w, mean[r], rstd[r], gp.ln_w, gp.ln_b, dx + o);
+    }
+  }
+}
 
 // Column sums of a (rows x cols) block, added to acc.
 template <class V, class S = typename V::scalar>
@@ -76,12 +116,12 @@ void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, comput
     const int64_t base = b * P * D;
     const T* x = a.x + base;
     T* out = a.out + base;
-    normalize_rows<V>(x, P, D, a.eps, a.ln_w, a.ln_b, u);
+    const S* ux = mlp_input<V>(a, x, P, D, u);
     // A = GELU(W1 U + b1); W1(t, p) = w1t[p H + t].
-    gemm<V>(H, D, P, a.w1t, 1, H, u, D, StoreBiased<V, true>{act, D, a.b1});
+    gemm<V>(H, D, P, a.w1t, 1, H, ux, D, StoreBiased<V, true>{act, D, a.b1});
     gelu_inplace(act, (S*)nullptr, int64_t(H) * D, a.tanh_gelu);
     // out = X + Drop(W2 A + b2); W2(p, t) = w2t[t P + p].
-    gemm<V>(P, D, H, a.w2t, 1, P, act, D, ResidualOut<V, T, true>{x, out, D, base, a.b2, drop, int64_t(P) * D});
+    gemm<V>(P, D, H, a.w2t, 1, P, act, D, ResidualOut<V, T, true>{x, out, D, base, a.b2, drop, int64_t(P) * D, !a.bare});
   }
 }
 
@@ -105,9 +145,9 @@ void token_mixing_backward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compu
     const int64_t base = b * P * D;
     const T* x = a.x + base;
     const T* gout = a.grad_out + base;
-    normalize_rows<V>(x, P, D, a.eps, a.ln_w, a.ln_b, u, mean, rstd);
-    // H^T = U^T W1^T (D x H): U^T(d, p) = u[p D + d].
-    gemm<V>(D, H, P, u, 1, D, a.w1t, H, StoreBiased<V, false>{act_t, H, a.b1});
+    const S* ux = mlp_input<V>(a, x, P, D, u, mean, rstd);
+    // H^T = U^T W1^T (D x H): U^T(d, p) = ux[p D + d].
+    gemm<V>(D, H, P, ux, 1, D, a.w1t, H, StoreBiased<V, false>{act_t, H, a.b1});
     gelu_inplace(act_t, dh_t, int64_t(D) * H, a.tanh_gelu);
     for (int p = 0; p < P; ++p) {
       S rowsum = 0;
@@ -127,13 +167,11 @@ void token_mixing_backward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compu
       (v * V::load(p, m)).store(p, m);
     });
     add_column_sums<V>(dh_t, D, H, g.b1);
-    gemm<V>(P, H, D, u, D, 1, dh_t, H, AccumulateTo<V>{g.w1, H});  // dW1^T += U dH^T (P x H)
+    gemm<V>(P, H, D, ux, D, 1, dh_t, H, AccumulateTo<V>{g.w1, H});  // dW1^T += U dH^T (P x H)
     transpose(dh_t, D, H, dh);
     // dU = W1^T dH: W1^T(p, t) = w1[t P + p].
     gemm<V>(P, D, H, a.w1, 1, P, dh, D, StoreTo<V>{du, D});
-    for (int p = 0; p < P; ++p)
-      row_layernorm_backward_residual<V>(x + p * D, du + p * D, gout + p * D, D, a.ln_w, mean[p], rstd[p],
-                                         g.ln_w, g.ln_b, a.out + base + p * D);
+    mlp_input_grad<V>(a, x, du, gout, P, D, mean, rstd, g, a.out + base);
   }
 }
 

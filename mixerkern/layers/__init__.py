@@ -2,5 +2,6 @@
 from .fnet import FusedFNetLayer
 from .gmlp import FusedgMLPLayer
 from .mixer import FusedMixerLayer
+from .patchless import FusedPatchlessLayer
 
-__all__ = ["FusedMixerLayer", "FusedgMLPLayer", "FusedFNetLayer"]
+__all__ = ["FusedMixerLayer", "FusedgMLPLayer", "FusedFNetLayer", "FusedPatchlessLayer"]

@@ -13,6 +13,11 @@ import torch
 from .blocks import BLOCKS, BlockFamily, build_block, register_block
 from .checkpoint import load, save
 from .classifier import MlpClassifier, PatchEmbed
+from .patchless import PatchlessAutoencoder, PatchlessMixer
+
+# A preset's "arch" field picks the model class (default: the patch-based classifier).
+ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
+    "patch": MlpClassifier, "patchless": PatchlessMixer, "patchless-ae": PatchlessAutoencoder}
 
 
 def _paper_mixer(dim: int, depth: int, token_hidden: int, channel_hidden: int) -> dict[str, Any]:
@@ -61,6 +66,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=224, patch_size=16, in_chans=3, num_classes=1000, dim=768, depth=12, block="fnet",
         hidden=3072, dropout=0.0, block_dropout=None, pos_embed=True, final_norm=False, eps=1e-6,
         approximate="none"),
+    # Patchless Mixer (seed: "Patchless MLP-Mixer"): rows and columns of the HWC map, no patches.
+    "patchless-mnist": dict(arch="patchless", image_size=28, in_chans=1, num_classes=10, depth=16,
+                            approximate="none"),
+    "patchless-cifar10": dict(arch="patchless", image_size=32, in_chans=3, num_classes=10, depth=32,
+                              approximate="none"),
+    "patchless-ae-mnist": dict(arch="patchless-ae", image_size=28, in_chans=1, depth=2, approximate="none"),
 }
 
 
@@ -75,7 +86,7 @@ def get_preset(name: str) -> dict[str, Any]:
     return dict(PRESETS[name])
 
 
-def create_model(name: str, *, fused: bool = True, **overrides: Any) -> MlpClassifier:
+def create_model(name: str, *, fused: bool = True, **overrides: Any) -> torch.nn.Module:
     """Builds preset ``name`` with fused (default) or reference blocks; ``overrides`` replace preset fields.
 
     ``model.config`` is the resulting field dict plus ``name``, so ``create_model(**model.config)``
@@ -86,8 +97,11 @@ def create_model(name: str, *, fused: bool = True, **overrides: Any) -> MlpClass
     if unknown:
         raise TypeError(f"create_model({name!r}): unknown override(s) {unknown}; valid: {sorted(config)}")
     config.update(overrides)
-    model = MlpClassifier(fused=fused, **config)
-    model.config = {"name": name, **model.config}
+    arch = config.pop("arch", "patch")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"create_model({name!r}): unknown arch {arch!r}; available: {sorted(ARCHITECTURES)}")
+    model = ARCHITECTURES[arch](fused=fused, **config)
+    model.config = {"name": name, **({"arch": arch} if arch != "patch" else {}), **model.config}
     return model
 
 
@@ -102,11 +116,12 @@ def flops_per_image(model_or_name: torch.nn.Module | str, **overrides: Any) -> i
             model_or_name = create_model(model_or_name, fused=False, **overrides)
     elif overrides:
         raise TypeError("flops_per_image: overrides are only accepted with a model name")
-    if not isinstance(model_or_name, MlpClassifier):
-        raise TypeError(f"flops_per_image: expected a model name or MlpClassifier, "
+    if not isinstance(model_or_name, tuple(ARCHITECTURES.values())):
+        raise TypeError(f"flops_per_image: expected a model name or a create_model model, "
                         f"got {type(model_or_name).__name__}")
     return model_or_name.gemm_flops()
 
 
-__all__ = ["PRESETS", "BLOCKS", "BlockFamily", "MlpClassifier", "PatchEmbed", "build_block", "create_model",
+__all__ = ["ARCHITECTURES", "PRESETS", "BLOCKS", "BlockFamily", "MlpClassifier", "PatchEmbed", "PatchlessMixer",
+           "PatchlessAutoencoder", "build_block", "create_model",
            "flops_per_image", "get_preset", "list_models", "load", "register_block", "save"]

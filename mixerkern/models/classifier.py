@@ -63,6 +63,7 @@ class MlpClassifier(nn.Module):
     Extra keyword arguments go to the block builder (for mixer: token_hidden, channel_hidden,
     approximate). ``self.config`` holds the constructor arguments (minus ``fused``) as a plain dict.
     """
+    objective = "classification"
 
     def __init__(self, *, image_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
                  num_classes: int = 1000, dim: int = 512, depth: int = 8, block: str = "mixer",

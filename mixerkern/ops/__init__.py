@@ -13,12 +13,14 @@ import torch
 
 from .. import _extension
 from .channel_mixing import channel_mixing
+from .channel_mlp import channel_mlp
 from .fourier_mixing import fourier_mixing
 from .spatial_gating import spatial_gating
 from .token_mixing import token_mixing
+from .token_mlp import token_mlp
 
 OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing, "spatial_gating": spatial_gating,
-       "fourier_mixing": fourier_mixing}
+       "fourier_mixing": fourier_mixing, "token_mlp": token_mlp, "channel_mlp": channel_mlp}
 
 _load_error: str | None = None
 if os.environ.get("MIXERKERN_DISABLE_CPP") == "1":

@@ -1,8 +1,9 @@
 """Shared torch.library machinery for mixerkern's fused ops.
 
 Every fused op takes one activation tensor ``x``, a few parameter tensors, and a tail of settings:
-``eps``, then for ops with a GELU and dropout inside, ``approximate``, ``dropout_p`` and a dropout
-``seed``; its backward returns the gradient of x and of every parameter. One :class:`FusedOp` definition therefore gives each op
+``eps`` for ops with a LayerNorm inside, then for ops with a GELU and dropout inside,
+``approximate``, ``dropout_p`` and a dropout ``seed``; its backward returns the gradient of x and
+of every parameter. One :class:`FusedOp` definition therefore gives each op
 its schema, fake (meta) kernel, autograd formula, functional entry point and, when the compiled
 kernels are missing, a reference CPU kernel. The device kernels live in csrc/<device>/.
 """
@@ -19,29 +20,33 @@ from . import _dropout
 LIB = torch.library.Library("mixerkern", "FRAGMENT")
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
-_SETTINGS = {False: "float eps", True: "float eps, str approximate, float dropout_p, Tensor? seed"}
+_EPS_SETTING = "float eps"
+_ACTIVATION_SETTINGS = "str approximate, float dropout_p, Tensor? seed"
 # The parameters of the LN -> fc1 -> GELU -> fc2 ops (token and channel mixing).
 MLP_PARAMS = ("ln_weight", "ln_bias", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
 
 
 class FusedOp:
-    """Defines ``mixerkern::<name>(x, *params, eps[, approximate, dropout_p, seed])`` and its backward.
+    """Defines ``mixerkern::<name>(x, *params[, eps][, approximate, dropout_p, seed])`` and its backward.
 
     ``expected_shapes(x_shape, param_shapes)`` returns the shape each parameter must have (a dict
     keyed by parameter name), or raises ValueError when x itself cannot be valid; ``output_shape``
-    maps x's shape to the output's. ``activation`` says whether the op has a GELU and dropout (and
-    so the settings for them). ``autocast``: whether autocast runs the op in its lower precision, as
+    maps x's shape to the output's. ``normalized`` says whether the op has a LayerNorm (and so an
+    ``eps``), ``activation`` whether it has a GELU and dropout (and so the settings for them). ``autocast``: whether autocast runs the op in its lower precision, as
     it does Linear. ``reference`` is the plain-PyTorch math (mixerkern.reference.functional),
-    called as ``reference(x, *params, eps=[, approximate=, mask=])``.
+    called as ``reference(x, *params, **op.reference_kwargs(...))``.
     """
 
     def __init__(self, name: str, param_names: tuple[str, ...], reference: Callable, expected_shapes: Callable,
-                 layout: str, output_shape: Callable = tuple, activation: bool = True, autocast: bool = True):
+                 layout: str, output_shape: Callable = tuple, activation: bool = True, normalized: bool = True,
+                 autocast: bool = True):
         self.name, self.param_names, self.reference = name, param_names, reference
         self.expected_shapes, self.output_shape, self.activation = expected_shapes, output_shape, activation
-        self.autocast = autocast
+        self.normalized, self.autocast = normalized, autocast
         self.layout = layout  # human-readable layout of x and the weights, for error messages
-        args = f"Tensor x, {', '.join('Tensor ' + p for p in param_names)}, {_SETTINGS[activation]}"
+        settings = [_EPS_SETTING] * normalized + [_ACTIVATION_SETTINGS] * activation
+        self.num_scalars = normalized + 2 * activation  # settings before the seed tensor
+        args = ", ".join(["Tensor x", *("Tensor " + p for p in param_names), *settings])
         grads = ", ".join(["Tensor"] * (1 + len(param_names)))
         LIB.define(f"{name}({args}) -> Tensor")
         LIB.define(f"{name}_backward(Tensor grad_out, {args}) -> ({grads})")
@@ -79,11 +84,22 @@ class FusedOp:
         if not 0.0 <= dropout_p < 1.0:
             raise ValueError(f"{where}: dropout_p must be in [0, 1), got {dropout_p}")
 
+    def settings(self, eps=1e-6, approximate="none", dropout_p=0.0, seed=None) -> tuple:
+        """The positional settings of ``forward_op`` after x and the parameters."""
+        return (eps,) * self.normalized + (approximate, dropout_p, seed) * self.activation
+
+    def reference_kwargs(self, eps=1e-6, approximate="none", mask=None) -> dict:
+        """The keyword settings of ``reference`` (the same ones, by name)."""
+        return {**({"eps": eps} if self.normalized else {}),
+                **({"approximate": approximate, "mask": mask} if self.activation else {})}
+
     def _split(self, rest):
-        """(*params, eps[, approximate, dropout_p, seed]) -> params, (eps, approximate, dropout_p, seed)."""
+        """(*params[, eps][, approximate, dropout_p, seed]) -> params, (eps, approximate, dropout_p, seed)."""
         n = len(self.param_names)
-        settings = rest[n:] if self.activation else (*rest[n:], "none", 0.0, None)
-        return rest[:n], settings
+        settings = list(rest[n:])
+        eps = settings.pop(0) if self.normalized else None
+        approximate, dropout_p, seed = settings if self.activation else ("none", 0.0, None)
+        return rest[:n], (eps, approximate, dropout_p, seed)
 
     def _fake_forward(self, x, *rest):
         params, (eps, approximate, dropout_p, seed) = self._split(rest)
@@ -97,8 +113,8 @@ class FusedOp:
     # ---- autograd: the backward kernel recomputes LN/GELU and regenerates the dropout mask -------
     def _setup_context(self, ctx, inputs, output):
         n = 1 + len(self.param_names)
-        ctx.save_for_backward(*inputs[:n], *inputs[n:][3:])  # x, params and the dropout seed if any
-        ctx.scalars = inputs[n:][:3]  # eps[, approximate, dropout_p]
+        ctx.save_for_backward(*inputs[:n], *inputs[n + self.num_scalars:])  # x, params, the dropout seed if any
+        ctx.scalars = inputs[n:n + self.num_scalars]  # [eps][, approximate, dropout_p]
 
     def _backward(self, ctx, grad_out):
         saved = ctx.saved_tensors
@@ -110,10 +126,8 @@ class FusedOp:
     def _reference_forward(self, x, *rest):
         params, (eps, approximate, dropout_p, seed) = self._split(rest)
         self.check(x, params, approximate, dropout_p)
-        if not self.activation:
-            return self.reference(x, *params, eps=eps)
         mask = _dropout.dropout_mask(seed, x.shape, dropout_p, x.dtype) if dropout_p > 0 else None
-        return self.reference(x, *params, eps=eps, approximate=approximate, mask=mask)
+        return self.reference(x, *params, **self.reference_kwargs(eps, approximate, mask))
 
     def _reference_backward(self, grad_out, x, *rest):
         n = len(self.param_names)
@@ -132,22 +146,23 @@ class FusedOp:
         LIB.impl(f"{self.name}_backward", warned(self._reference_backward), "CPU")
 
     # ---- functional entry point -------------------------------------------------------------------
-    def __call__(self, x, *params, eps: float = 1e-6, approximate: str = "none", dropout_p: float = 0.0):
+    def __call__(self, x, *params, eps: float | None = None, approximate: str = "none", dropout_p: float = 0.0):
         if len(params) != len(self.param_names):
             raise TypeError(f"mixerkern.{self.name}: expected x and {len(self.param_names)} parameters "
                             f"({', '.join(self.param_names)}), got {len(params)} parameters")
         if not self.activation and (approximate != "none" or dropout_p != 0.0):
             raise TypeError(f"mixerkern.{self.name} has no GELU or dropout: approximate and dropout_p "
                             "do not apply")
+        if not self.normalized and eps is not None:
+            raise TypeError(f"mixerkern.{self.name} has no LayerNorm: eps does not apply")
         if self.autocast and x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
             # Mirror autocast's treatment of Linear: run the whole fused op in the autocast dtype.
             dtype = torch.get_autocast_dtype(x.device.type)
             x, params = x.to(dtype), tuple(p.to(dtype) for p in params)
         self.check(x, params, approximate, dropout_p)  # clear errors before dispatch picks a device
-        if not self.activation:
-            return self.forward_op(x, *params, float(eps))
-        seed = _dropout.draw_seed() if dropout_p > 0 else None
-        return self.forward_op(x, *params, float(eps), approximate, float(dropout_p), seed)
+        seed = _dropout.draw_seed() if self.activation and dropout_p > 0 else None
+        eps = 1e-6 if eps is None else float(eps)
+        return self.forward_op(x, *params, *self.settings(eps, approximate, float(dropout_p), seed))
 
 
 @functools.lru_cache(maxsize=None)

@@ -3,5 +3,7 @@ from . import functional
 from .fnet import FNetLayer
 from .gmlp import GatedMlp, SpatialGatingUnit, gMLPLayer
 from .mixer import MixerLayer, Mlp
+from .patchless import PatchlessLayer
 
-__all__ = ["MixerLayer", "Mlp", "gMLPLayer", "FNetLayer", "GatedMlp", "SpatialGatingUnit", "functional"]
+__all__ = ["MixerLayer", "Mlp", "gMLPLayer", "FNetLayer", "GatedMlp", "SpatialGatingUnit", "PatchlessLayer",
+           "functional"]

@@ -27,6 +27,19 @@ def channel_mixing(x, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_
     return x + (z if mask is None else z * mask)
 
 
+def token_mlp(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, approximate: str = "none", mask=None):
+    """Drop(fc2(GELU(fc1(x^T)))^T): the token MLP alone (no LayerNorm, no residual), mixing dim 1."""
+    z = F.linear(F.gelu(F.linear(x.transpose(1, 2), fc1_weight, fc1_bias), approximate=approximate),
+                 fc2_weight, fc2_bias).transpose(1, 2)
+    return z if mask is None else z * mask
+
+
+def channel_mlp(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, approximate: str = "none", mask=None):
+    """Drop(fc2(GELU(fc1(x)))): the channel MLP alone (no LayerNorm, no residual), mixing the last dim."""
+    z = F.linear(F.gelu(F.linear(x, fc1_weight, fc1_bias), approximate=approximate), fc2_weight, fc2_bias)
+    return z if mask is None else z * mask
+
+
 def spatial_gating(x, ln_weight, ln_bias, proj_weight, proj_bias, eps: float = 1e-6, approximate: str = "none",
                    mask=None):
     """gMLP's spatial gating unit on fc1's pre-activation x: [U | V] = Drop(GELU(x)), U * proj(LN(V))."""

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="random horizontal flips in training (default: on, except for MNIST, whose digits "
                         "are not mirror-symmetric)")
+    p.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=True,
+                   help="random zoom (+-20 %%) in training")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--threads", type=_positive(int), default=None, help="torch intra-op threads")
     p.add_argument("--seed", type=_seed, default=42, help="0 .. 2**31 - 1")
@@ -101,7 +103,7 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                     fused=args.fused, bf16=args.bf16, threads=args.threads, seed=args.seed, limit=args.limit,
                     out=str(out), resume=args.resume, device=args.device, progress=not args.quiet, flip=args.flip,
-                    overrides=overrides)
+                    zoom=args.zoom, overrides=overrides)
     if args.resume:
         if not (out / RESUME_FILE).is_file():
             parser.error(f"--resume: no {RESUME_FILE} in {out} (give the --out of the run to continue)")
