@@ -1,7 +1,8 @@
 """Op-level benchmark shared by the test_<op>.py files (one file per op).
 
 Each op runs at the shapes it has in the first block of its model (mixer-cifar100 for token and
-channel mixing, gmlp-cifar100 for spatial gating, fnet-cifar100 for Fourier mixing), 1 thread,
+channel mixing, gmlp-cifar100 for spatial gating, fnet-cifar100 for Fourier mixing,
+patchless-cifar10 for the bare token and channel MLPs), 1 thread,
 with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.compile of that) and
 ``fused`` (mixerkern.functional). Passes:
 
@@ -22,7 +23,7 @@ import torch
 import mixerkern
 from mixerkern.models import create_model
 from mixerkern.ops import OPS
-from mixerkern.reference import FNetLayer, MixerLayer, gMLPLayer
+from mixerkern.reference import FNetLayer, MixerLayer, PatchlessLayer, gMLPLayer
 from mixerkern.reference import functional as reference
 
 from ._common import BATCH, DTYPES, PROVIDERS, assert_close, precision, prepare_compiled, record, run_pedantic
@@ -77,8 +78,23 @@ def fourier_case(op: str):
     return torch.randn(BATCH, patches, config["dim"]), (norm.weight, norm.bias), dict(eps=config["eps"]), flops
 
 
+def mlp_case(op: str):
+    """The same for the bare MLPs of patchless-cifar10's layers: x (B, 32, 96) rows of the HWC map."""
+    with torch.device("meta"):
+        model = create_model("patchless-cifar10", fused=False)
+    height, width = model.height, model.width
+    torch.manual_seed(0)
+    layer = PatchlessLayer(height, width)
+    mlp = layer.mlp_height if op == "token_mlp" else layer.mlp_width
+    params = (mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias)
+    # Two square GEMMs of the mixed size n on each of the B * (other size) vectors.
+    n, other = (height, width) if op == "token_mlp" else (width, height)
+    flops = 4 * BATCH * other * n * n
+    return torch.randn(BATCH, height, width), params, dict(approximate="none"), flops
+
+
 CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case,
-         "fourier_mixing": fourier_case}
+         "fourier_mixing": fourier_case, "token_mlp": mlp_case, "channel_mlp": mlp_case}
 
 
 class OpBench:

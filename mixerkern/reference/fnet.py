@@ -17,6 +17,8 @@ class FNetLayer(nn.Module):
     works for any number of tokens, so unlike the other layers it takes no ``num_patches``.
     """
 
+    STAGES = ("fourier_mixing", "block")  # what forward_stages returns, in order
+
     def __init__(self, dim: int, hidden: int | None = None, dropout: float = 0.0, eps: float = 1e-6,
                  approximate: str = "none"):
         super().__init__()
@@ -40,11 +42,19 @@ class FNetLayer(nn.Module):
         return dict(dim=self.dim, hidden=self.hidden, dropout=self.dropout, eps=self.eps,
                     approximate=self.approximate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """LN1(x + Re(FFT2(x))): the part the fused layer replaces."""
+        return functional.fourier_mixing(x, self.norm1.weight, self.norm1.bias, self.eps)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[y, out] (see STAGES); out is forward(x)."""
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (B, tokens, dim={self.dim}), got {tuple(x.shape)}")
-        y = functional.fourier_mixing(x, self.norm1.weight, self.norm1.bias, self.eps)
-        return self.norm2(y + self.drop(self.mlp(y)))
+        y = self.mix(x)
+        return [y, self.norm2(y + self.drop(self.mlp(y)))]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_stages(x)[-1]
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())

@@ -50,6 +50,8 @@ class gMLPLayer(nn.Module):  # noqa: N801 - the model's published name
     gate LayerNorm's (default: ``eps``; timm's checkpoints use 1e-5 there).
     """
 
+    STAGES = ("spatial_gating", "block")  # what forward_stages returns, in order
+
     def __init__(self, num_patches: int, dim: int, hidden: int | None = None, dropout: float = 0.0,
                  eps: float = 1e-6, approximate: str = "none", gate_eps: float | None = None):
         super().__init__()
@@ -70,6 +72,12 @@ class gMLPLayer(nn.Module):  # noqa: N801 - the model's published name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mlp_channels(self.norm(x))
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[SGU output (B, P, hidden/2), out] of ``forward``'s math (see STAGES); out is forward(x)."""
+        mlp = self.mlp_channels
+        g = mlp.gate(mlp.drop(mlp.act(mlp.fc1(self.norm(x)))))
+        return [g, x + mlp.fc2(g)]
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())

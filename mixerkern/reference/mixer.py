@@ -41,6 +41,8 @@ class MixerLayer(nn.Module):
     (D -> channel_hidden -> D). Defaults follow the paper/timm: token_hidden = D // 2, channel_hidden = 4 D.
     """
 
+    STAGES = ("token_mixing", "channel_mixing")  # what forward_stages returns, in order
+
     def __init__(self, num_patches: int, dim: int, token_hidden: int | None = None,
                  channel_hidden: int | None = None, dropout: float = 0.0, eps: float = 1e-6,
                  approximate: str = "none"):
@@ -65,9 +67,13 @@ class MixerLayer(nn.Module):
                     channel_hidden=self.channel_hidden, dropout=self.dropout, eps=self.eps,
                     approximate=self.approximate)
 
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[y, out] (see STAGES): after the token MLP, then after the channel MLP; out is forward(x)."""
+        y = x + self.drop(self.mlp_tokens(self.norm1(x).transpose(1, 2)).transpose(1, 2))
+        return [y, y + self.drop(self.mlp_channels(self.norm2(y)))]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.mlp_tokens(self.norm1(x).transpose(1, 2)).transpose(1, 2))
-        return x + self.drop(self.mlp_channels(self.norm2(x)))
+        return self.forward_stages(x)[-1]
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
