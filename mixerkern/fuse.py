@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import FusedFNetLayer, FusedgMLPLayer, FusedMixerLayer
-from .reference import FNetLayer, MixerLayer, gMLPLayer
+from .layers import FusedFNetLayer, FusedgMLPLayer, FusedMixerLayer, FusedPatchlessLayer
+from .reference import FNetLayer, MixerLayer, PatchlessLayer, gMLPLayer
 
 # reference class -> fused class. Each pair must share constructor and state_dict, and the reference
 # class must have ``config()`` returning its constructor kwargs. Matching is on the exact type:
@@ -22,6 +22,7 @@ FUSED_LAYERS: dict[type[nn.Module], type[nn.Module]] = {
     MixerLayer: FusedMixerLayer,
     gMLPLayer: FusedgMLPLayer,
     FNetLayer: FusedFNetLayer,
+    PatchlessLayer: FusedPatchlessLayer,
 }
 
 

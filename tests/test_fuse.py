@@ -7,7 +7,8 @@ from torch import nn
 
 from mixerkern import FusedFNetLayer, FusedgMLPLayer, FusedMixerLayer, fuse, unfuse
 from mixerkern.models import create_model
-from mixerkern.reference import FNetLayer, MixerLayer, gMLPLayer
+from mixerkern.layers import FusedPatchlessLayer
+from mixerkern.reference import FNetLayer, MixerLayer, PatchlessLayer, gMLPLayer
 
 TINY = dict(image_size=32, patch_size=8, dim=36, depth=3, token_hidden=11, channel_hidden=50,
             num_classes=5, final_norm=True, pos_embed=True)
@@ -134,3 +135,19 @@ def test_models_without_mixer_layers_are_untouched(convert):
     model = nn.Sequential(nn.Linear(3, 3), nn.GELU())
     names = [k for k, _ in model.named_modules()]
     assert convert(model) is model and [k for k, _ in model.named_modules()] == names
+
+
+def test_patchless_models_round_trip():
+    torch.manual_seed(0)
+    model = create_model("patchless-mnist", fused=False, depth=2).eval()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.gate.fill_(0.5)  # gates start at 0, which would hide the layers
+    x = torch.randn(3, 1, 28, 28)
+    expected = model(x)
+    fuse(model)
+    assert [type(b.layer) for b in model.blocks] == [FusedPatchlessLayer] * 2
+    assert (model(x) - expected).abs().max() <= 1e-5 * expected.abs().max()
+    unfuse(model)
+    assert [type(b.layer) for b in model.blocks] == [PatchlessLayer] * 2
+    assert torch.equal(model(x), expected)
