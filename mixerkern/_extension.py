@@ -2,7 +2,7 @@
 
 The build is cached per torch/python version under ~/.cache/mixerkern (override with
 MIXERKERN_BUILD_DIR; MIXERKERN_BUILD_VERBOSE=1 shows the compiler); ninja rebuilds only what changed. ``python -m mixerkern.build`` runs it ahead
-of time. Only CPU sources are compiled here; GPU kernels are Triton (mixerkern/ops/triton/).
+of time. Only CPU sources are compiled here; GPU kernels are Triton (mixerkern/triton/).
 """
 from __future__ import annotations
 

@@ -64,3 +64,12 @@ def test_failed_build_is_an_error_when_compiled_kernels_are_required(tmp_path):
     assert strict.returncode != 0
     lenient = run_python(code, MIXERKERN_REQUIRE_COMPILED="0", **env)
     assert lenient.returncode == 0 and lenient.stdout.split()[-1] == "reference-fallback", lenient.stderr
+
+
+def test_cuda_kernels_are_registered_without_touching_a_gpu_or_importing_triton():
+    code = ("import sys, torch, mixerkern\n"
+            "print('triton' in sys.modules, torch.cuda.is_initialized())\n"
+            "print(all(torch._C._dispatch_has_kernel_for_dispatch_key(f'mixerkern::{n}{s}', 'CUDA')\n"
+            "          for n in mixerkern.ops.OPS for s in ('', '_backward')))\n")
+    result = run_python(code, TRITON_INTERPRET="0")
+    assert result.stdout.split()[-3:] == ["False", "False", "True"], result.stderr

@@ -3,10 +3,12 @@
 Importing this package defines every op (schema, fake kernel, autograd) and loads the compiled
 CPU kernels. If they cannot be built, each op falls back to its reference math with a one-time
 warning, unless MIXERKERN_REQUIRE_COMPILED=1, which makes that an error. MIXERKERN_DISABLE_CPP=1
-skips the compiled kernels on purpose (to test or debug the fallback).
+skips the compiled kernels on purpose (to test or debug the fallback). CUDA tensors dispatch to the
+Triton kernels in mixerkern/triton/, imported at their first use (triton is the optional `gpu` extra).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch
@@ -21,6 +23,9 @@ from .token_mlp import token_mlp
 
 OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing, "spatial_gating": spatial_gating,
        "fourier_mixing": fourier_mixing, "token_mlp": token_mlp, "channel_mlp": channel_mlp}
+
+for _op in OPS.values():
+    _op.register_triton_cuda_kernels()
 
 _load_error: str | None = None
 if os.environ.get("MIXERKERN_DISABLE_CPP") == "1":
@@ -67,7 +72,8 @@ def set_fourier_algorithm(algorithm: str) -> str:
 def backend_info() -> dict:
     """Which implementation serves each op on each device, plus the build's status."""
     cpu = f"cpp-{cpu_isa()}" if _load_error is None else "reference-fallback"
-    info = {name: {"cpu": cpu} for name in OPS}
+    cuda = "triton" if importlib.util.find_spec("triton") is not None else "unavailable (pip install mixerkern[gpu])"
+    info = {name: {"cpu": cpu, "cuda": cuda} for name in OPS}
     info["cpu_isa"] = cpu_isa()
     info["cpu_library"] = str(_extension.build_dir()) if _load_error is None else None
     info["cpu_load_error"] = _load_error

@@ -5,11 +5,12 @@ Every fused op takes one activation tensor ``x``, a few parameter tensors, and a
 ``approximate``, ``dropout_p`` and a dropout ``seed``; its backward returns the gradient of x and
 of every parameter. One :class:`FusedOp` definition therefore gives each op
 its schema, fake (meta) kernel, autograd formula, functional entry point and, when the compiled
-kernels are missing, a reference CPU kernel. The device kernels live in csrc/<device>/.
+kernels are missing, a reference CPU kernel. The device kernels live in csrc/cpu/ (C++) and mixerkern/triton/<op>.py (the CUDA kernels, in Triton).
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from typing import Callable
 
@@ -19,7 +20,9 @@ from . import _dropout
 
 LIB = torch.library.Library("mixerkern", "FRAGMENT")
 
-SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+# Per device: the C++ kernels compute in fp32/fp64, the Triton ones on tensor cores (fp16, no fp64).
+SUPPORTED_DTYPES = {"cpu": (torch.float32, torch.bfloat16, torch.float64),
+                    "cuda": (torch.float32, torch.bfloat16, torch.float16)}
 _EPS_SETTING = "float eps"
 _ACTIVATION_SETTINGS = "str approximate, float dropout_p, Tensor? seed"
 # The parameters of the LN -> fc1 -> GELU -> fc2 ops (token and channel mixing).
@@ -63,9 +66,12 @@ class FusedOp:
         if x.dim() != 3:
             raise ValueError(f"{where}: x must be 3-D {self.layout}, got shape {tuple(x.shape)}")
         tensors = dict(x=x, **dict(zip(self.param_names, params)))
+        supported = SUPPORTED_DTYPES.get(x.device.type, SUPPORTED_DTYPES["cpu"] + SUPPORTED_DTYPES["cuda"])
+        names = ", ".join(str(d).removeprefix("torch.") for d in supported[:-1]) + " or " + \
+            str(supported[-1]).removeprefix("torch.")
         for arg, t in tensors.items():
-            if t.dtype not in SUPPORTED_DTYPES:
-                raise TypeError(f"{where}: {arg} must be float32, bfloat16 or float64, got {t.dtype}")
+            if t.dtype not in supported:
+                raise TypeError(f"{where}: {arg} must be {names} on {x.device.type}, got {t.dtype}")
             if t.dtype != x.dtype:
                 raise TypeError(f"{where}: {arg} has dtype {t.dtype} but x has {x.dtype}; all must match")
             if t.device != x.device:
@@ -145,6 +151,17 @@ class FusedOp:
         LIB.impl(self.name, warned(self._reference_forward), "CPU")
         LIB.impl(f"{self.name}_backward", warned(self._reference_backward), "CPU")
 
+    # ---- CUDA kernels: Triton, imported at the first call on a CUDA tensor -------------------------
+    def register_triton_cuda_kernels(self):
+        """Registering touches no GPU and imports no triton: both wait for the first CUDA call."""
+        def kernel(entry):
+            def run(*args):
+                kernels = _triton_kernels(self.name)
+                return getattr(kernels, entry)(*(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args))
+            return run
+        LIB.impl(self.name, kernel("forward"), "CUDA")
+        LIB.impl(f"{self.name}_backward", kernel("backward"), "CUDA")
+
     # ---- functional entry point -------------------------------------------------------------------
     def __call__(self, x, *params, eps: float | None = None, approximate: str = "none", dropout_p: float = 0.0):
         if len(params) != len(self.param_names):
@@ -163,6 +180,15 @@ class FusedOp:
         seed = _dropout.draw_seed() if self.activation and dropout_p > 0 else None
         eps = 1e-6 if eps is None else float(eps)
         return self.forward_op(x, *params, *self.settings(eps, approximate, float(dropout_p), seed))
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_kernels(name: str):
+    try:
+        return importlib.import_module(f"mixerkern.triton.{name}")
+    except ImportError as exc:
+        raise RuntimeError(f"mixerkern.{name} on CUDA tensors runs Triton kernels, which could not be imported "
+                           f"({exc}); install them with `pip install mixerkern[gpu]`") from exc
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mixerkern.ops._dropout import dropout_mask, keep_threshold
+from mixerkern.ops._dropout import dropout_mask
 from mixerkern.triton.gemm import gemm, row_stats
 
 B, M, K, N = 3, 37, 50, 45  # none a multiple of the 32-wide blocks
@@ -51,7 +51,7 @@ def test_channel_mixing_style_ln_on_a_dropout_gate_residual(device):
     seed, p = 0x123456789ABCDEF, 0.3
     out = torch.empty(B, M, N, device=device)
     gemm(x, w.expand(B, K, N), out, ln=(*row_stats(x, 1e-6), lw, lb), ln_on="a", bias=bias, bias_on="col",
-         act="gelu", dropout=(seed, keep_threshold(p), 1 / (1 - p), 0, (M * N, N, 1)), gate=gate, residual=res,
+         act="gelu", dropout=(seed, p, 0, (M * N, N, 1)), gate=gate, residual=res,
          allow_tf32=False)
     mask = dropout_mask(torch.tensor(seed), (B, M, N), p).to(device)  # the CPU kernels' exact mask
     ref = res + F.gelu(F.layer_norm(x, (K,), lw, lb, 1e-6) @ w + bias) * mask * gate
@@ -75,3 +75,13 @@ def test_bf16_output_error_budget(device):
     # half-ulp of error there.
     budget = 2.0 if device == "cuda" else 2.5
     assert err(ours) <= budget * err((a @ b).double())
+
+
+def test_batch_reduction_and_strided_output(device):
+    """dW^T = sum_b LN(x_b) @ dZ_b^T written through a transposed view, as the token-mixing backward does."""
+    x, lw, lb = torch.randn(B, M, K, device=device), torch.randn(K, device=device), torch.randn(K, device=device)
+    dz = torch.randn(B, N, K, device=device)
+    dw = torch.empty(N, M, device=device)
+    gemm(x, dz.transpose(1, 2), dw.t().unsqueeze(0), ln=(*row_stats(x, 1e-6), lw, lb), reduce_batch=True,
+         allow_tf32=False)
+    assert close(dw, torch.einsum("bnk,bmk->nm", dz, F.layer_norm(x, (K,), lw, lb, 1e-6)))

@@ -1,0 +1,4 @@
+"""Channel mixing (MLP-Mixer): the CUDA kernels of mixerkern::channel_mixing, built from the fused GEMMs in mlp.py."""
+from .mlp import entry_points
+
+forward, backward = entry_points(token=False, normalized=True)
