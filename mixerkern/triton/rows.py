@@ -87,10 +87,12 @@ def dropout_kernel(g_ptr, out_ptr, numel, seed_lo, seed_hi, threshold, scale, BL
 
 # ---- launchers (contiguous tensors; rows = every dimension but the last) ---------------------------
 
-def row_block(n: int) -> int:
+def row_launch(n: int) -> dict:
+    """BLOCK (the whole row of n, padded to a power of two) and enough warps to hold it in registers."""
     if n > MAX_ROW:
         raise ValueError(f"mixerkern (Triton): rows of {n} elements exceed the {MAX_ROW} one program holds")
-    return triton.next_power_of_2(max(n, 1))
+    block = triton.next_power_of_2(max(n, 1))
+    return dict(BLOCK=block, num_warps=min(16, max(4, block // 512)))
 
 
 def rows_per_program(rows: int) -> int:
@@ -103,7 +105,7 @@ def layernorm(x, weight, bias, eps: float, out_dtype):
     y = torch.empty(x.shape, dtype=out_dtype, device=x.device)
     if rows and n:
         per = rows_per_program(rows)
-        layernorm_kernel[(triton.cdiv(rows, per),)](x, y, weight, bias, rows, n, eps, ROWS=per, BLOCK=row_block(n))
+        layernorm_kernel[(triton.cdiv(rows, per),)](x, y, weight, bias, rows, n, eps, ROWS=per, **row_launch(n))
     return y
 
 
@@ -119,7 +121,7 @@ def layernorm_backward(dy, x, mean, rstd, weight, residual_grad=None, dx_dtype=N
     if programs and n:
         layernorm_backward_kernel[(programs,)](
             dy, x, mean, rstd, weight, residual_grad if residual_grad is not None else dy, dx, dw, db, rows, n,
-            RESIDUAL=residual_grad is not None, ROWS=per, BLOCK=row_block(n))
+            RESIDUAL=residual_grad is not None, ROWS=per, **row_launch(n))
     return dx, dw.sum(0).to(weight.dtype), db.sum(0).to(weight.dtype)
 
 

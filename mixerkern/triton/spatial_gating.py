@@ -18,7 +18,7 @@ import triton.language as tl
 
 from .gemm import dropout_args, dropout_keep, gelu, gemm
 from .mlp import settings
-from .rows import ln_backward_at, row_block, rows_per_program
+from .rows import ln_backward_at, row_launch, rows_per_program
 
 
 @triton.jit
@@ -102,7 +102,7 @@ def _gate_halves(x, s, grad_out=None):
         gate_halves_kernel[(triton.cdiv(rows, per),)](
             x, grad_out if grad_out is not None else x, u, v, mean, rstd, rows, half, s.eps, *dropout_args(s.seed, s.dropout_p),
             SCALE_BY_G=grad_out is not None, DROPOUT=s.dropout_p > 0, TANH=s.act == "gelu_tanh",
-            ROWS=per, BLOCK=row_block(half))
+            ROWS=per, **row_launch(half))
     return u, v, mean, rstd
 
 
@@ -138,5 +138,5 @@ def backward(grad_out, x, ln_weight, ln_bias, proj_weight, proj_bias, eps, appro
     if rows:
         gating_backward_kernel[(programs,)](
             x, grad_out, z, dvn, v, mean, rstd, ln_weight, dx, d_ln_w, d_ln_b, rows, half, *dropout_args(s.seed, s.dropout_p),
-            DROPOUT=s.dropout_p > 0, TANH=s.act == "gelu_tanh", ROWS=per, BLOCK=row_block(half))
+            DROPOUT=s.dropout_p > 0, TANH=s.act == "gelu_tanh", ROWS=per, **row_launch(half))
     return (dx, d_ln_w.sum(0).to(ln_weight.dtype), d_ln_b.sum(0).to(ln_bias.dtype), d_proj_w, d_proj_b)
