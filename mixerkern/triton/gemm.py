@@ -28,6 +28,9 @@ from ..ops._dropout import keep_threshold
 NO_BIAS, ROW_BIAS, COL_BIAS = 0, 1, 2
 NO_ACT, GELU, GELU_TANH = 0, 1, 2
 NO_LN, LN_A, LN_B = 0, 1, 2
+# Triton compiles an int argument equal to 1 as a constant; the dropout seed halves and threshold
+# are values, not shapes, and must stay tensors (and not trigger recompiles).
+SEED_ARGS = ("seed_lo", "seed_hi", "threshold")
 
 
 @triton.jit
@@ -71,14 +74,14 @@ def gelu(x, TANH: tl.constexpr):
     return x * cdf, grad
 
 
-@triton.jit
+@triton.jit(do_not_specialize=SEED_ARGS)
 def gemm_kernel(
     a_ptr, b_ptr, c_ptr, M, N, K, n_reduce,
     sab, sam, sak, sbb, sbk, sbn, scb, scm, scn,
     # prologue: LayerNorm statistics (batch stride, element stride) and affine parameters
     mean_ptr, rstd_ptr, s_stat_b, s_stat, ln_w_ptr, ln_b_ptr,
     bias_ptr, grad_ptr, gate_ptr, res_ptr,          # grad/gate/res use C's strides
-    seed_lo, seed_hi, keep_threshold, keep_scale,
+    seed_lo, seed_hi, threshold, scale,
     drop_base, drop_sb, drop_sm, drop_sn,            # dropout counter of element (b, m, n)
     LN: tl.constexpr, BIAS: tl.constexpr, ACT: tl.constexpr, STORE_GRAD: tl.constexpr,
     DROPOUT: tl.constexpr, GATE: tl.constexpr, RESIDUAL: tl.constexpr, ALLOW_TF32: tl.constexpr,
@@ -130,7 +133,7 @@ def gemm_kernel(
             tl.store(grad_ptr + c_off, d_act.to(grad_ptr.dtype.element_ty), mask=mask)
     if DROPOUT:
         index = drop_base + b.to(tl.int64) * drop_sb + rm[:, None].to(tl.int64) * drop_sm + rn[None, :] * drop_sn
-        acc = tl.where(dropout_keep(seed_lo, seed_hi, index, keep_threshold), acc * keep_scale, 0.0)
+        acc = tl.where(dropout_keep(seed_lo, seed_hi, index, threshold), acc * scale, 0.0)
     if GATE:
         acc *= tl.load(gate_ptr + c_off, mask=mask, other=0.0).to(tl.float32)
     if RESIDUAL:

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .gemm import dropout_args, dropout_keep
+from .gemm import SEED_ARGS, dropout_args, dropout_keep
 
 MAX_ROW = 16384  # widest row one program holds in registers
 
@@ -75,7 +75,7 @@ def layernorm_backward_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, res_ptr,
     tl.store(db_ptr + pid * n + cols, db, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=SEED_ARGS)
 def dropout_kernel(g_ptr, out_ptr, numel, seed_lo, seed_hi, threshold, scale, BLOCK: tl.constexpr):
     """out = g * mask, the mask of element i (flat index) as every fused op's forward drew it."""
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)

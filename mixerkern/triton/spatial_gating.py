@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .gemm import dropout_args, dropout_keep, gelu, gemm
+from .gemm import SEED_ARGS, dropout_args, dropout_keep, gelu, gemm
 from .mlp import settings
 from .rows import ln_backward_at, row_launch, rows_per_program
 
@@ -33,7 +33,7 @@ def _half(x_row, row, cols, mask, width, seed_lo, seed_hi, threshold, scale,
     return h, dh
 
 
-@triton.jit
+@triton.jit(do_not_specialize=SEED_ARGS)
 def gate_halves_kernel(x_ptr, g_ptr, u_ptr, v_ptr, mean_ptr, rstd_ptr, rows, half, eps,
                        seed_lo, seed_hi, threshold, scale,
                        SCALE_BY_G: tl.constexpr, DROPOUT: tl.constexpr, TANH: tl.constexpr,
@@ -60,7 +60,7 @@ def gate_halves_kernel(x_ptr, g_ptr, u_ptr, v_ptr, mean_ptr, rstd_ptr, rows, hal
             tl.store(rstd_ptr + row, 1 / tl.sqrt(tl.sum(d * d, axis=0) / half + eps))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=SEED_ARGS)
 def gating_backward_kernel(x_ptr, g_ptr, z_ptr, dvn_ptr, v_ptr, mean_ptr, rstd_ptr, w_ptr, dx_ptr, dw_ptr, db_ptr,
                            rows, half, seed_lo, seed_hi, threshold, scale,
                            DROPOUT: tl.constexpr, TANH: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
