@@ -52,7 +52,7 @@ def make_fourier_inputs(batch: int, tokens: int, dim: int, dtype=torch.float32):
 
 
 def random_grad_out(op, x):
-    return torch.randn(op.output_shape(tuple(x.shape)), dtype=x.dtype)
+    return torch.randn(op.output_shape(tuple(x.shape)), dtype=x.dtype, device=x.device)
 
 
 def run_with_grads(fn, x, params, grad_out, **kw):
@@ -90,18 +90,22 @@ def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", 
         assert err <= FP32_GRAD_RTOL * scale + 1e-6, f"grad {name}: {err / max(scale, 1e-30):.2e} relative"
 
 
-def assert_bf16_error_budget(op, x64, params64, approximate="none"):
-    """Fused bf16 error vs float64 truth must be at most 2x the bf16 reference's own error."""
+def assert_error_budget(op, x64, params64, approximate="none", dtype=torch.bfloat16, budget=2.0, run=None):
+    """Error in ``dtype`` against float64 truth at most ``budget`` x the reference's own error in it.
+
+    ``run(x, params, grad_out, approximate)`` gives the output and gradients under test (default:
+    the op through its public entry point)."""
     grad64 = random_grad_out(op, x64)
     kw = op.reference_kwargs(approximate=approximate)
     truth = run_with_grads(op.reference, x64, params64, grad64, **kw)
-    bf = lambda ts: [t.bfloat16() for t in ts]  # noqa: E731
-    xb, pb, gb = x64.bfloat16(), bf(params64), grad64.bfloat16()
-    fused = run_with_grads(op, xb, pb, gb, approximate=approximate)
-    ref = run_with_grads(op.reference, xb, pb, gb, **kw)
+    low = lambda ts: [t.to(dtype) for t in ts]  # noqa: E731
+    xl, pl, gl = x64.to(dtype), low(params64), grad64.to(dtype)
+    run = run or (lambda x, p, g, a: run_with_grads(op, x, p, g, approximate=a))
+    fused = run(xl, pl, gl, approximate)
+    ref = run_with_grads(op.reference, xl, pl, gl, **kw)
     pairs = [("out", fused[0], ref[0], truth[0])] + [
         (n, f, r, t) for n, f, r, t in zip(("x",) + op.param_names, fused[1], ref[1], truth[1])]
     for name, f, r, t in pairs:
-        assert f.dtype == torch.bfloat16, name
+        assert f.dtype == dtype, name
         fe, re = rel_err(f, t), rel_err(r, t)
-        assert fe <= 2 * re, f"{name}: fused bf16 error {fe:.2e} > 2 x reference bf16 error {re:.2e}"
+        assert fe <= budget * re, f"{name}: {dtype} error {fe:.2e} > {budget} x reference error {re:.2e}"

@@ -6,7 +6,7 @@ import torch
 
 import mixerkern
 from conftest import compiled_isas, cpu_isa
-from op_checks import (assert_bf16_error_budget, assert_close_to_reference, make_mixing_inputs, make_mlp_inputs,
+from op_checks import (assert_error_budget, assert_close_to_reference, make_mixing_inputs, make_mlp_inputs,
                        random_grad_out, rel_err, run_with_grads)
 from mixerkern.ops._dropout import dropout_mask, draw_seed
 
@@ -52,7 +52,7 @@ class FusedOpSuite:
             self.needs_activation()
         for shape in self.shapes[:2]:
             x, params = self.inputs(shape, torch.float64)
-            assert_bf16_error_budget(self.op, x, params, approximate)
+            assert_error_budget(self.op, x, params, approximate)
 
     def test_bf16_under_autocast_runs_in_bf16(self):
         x, params = self.inputs(self.shapes[0])

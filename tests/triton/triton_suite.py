@@ -11,7 +11,7 @@ import importlib
 import pytest
 import torch
 
-from op_checks import FP32_FWD_RTOL, FP32_GRAD_RTOL, random_grad_out, rel_err, run_with_grads
+from op_checks import FP32_FWD_RTOL, FP32_GRAD_RTOL, assert_error_budget, random_grad_out, rel_err, run_with_grads
 from mixerkern.ops._dropout import dropout_mask, draw_seed
 from mixerkern.triton.gemm import interpreting
 
@@ -35,7 +35,7 @@ class TritonOpSuite:
         return x.to(device, dtype), [p.to(device, dtype) for p in params]
 
     def compare(self, x, params, approximate="none", dropout_p=0.0):
-        grad_out = random_grad_out(self.op, x.cpu()).to(x.device)
+        grad_out = random_grad_out(self.op, x)
         seed = draw_seed() if dropout_p > 0 else None
         mask = dropout_mask(seed, x.shape, dropout_p, x.dtype).to(x.device) if dropout_p > 0 else None
         out, grads = run_kernels(self.op, x, params, grad_out, approximate, dropout_p, seed)
@@ -77,21 +77,14 @@ class TritonOpSuite:
         """Error against float64 truth at most 2x the reference's own error in that dtype (2.5x under
         the interpreter, whose fp32 -> bf16 conversion truncates where a GPU rounds to nearest)."""
         x64, p64 = self.inputs(self.shapes[0], torch.float64, device)
-        g64 = random_grad_out(self.op, x64.cpu()).to(device, torch.float64)
-        truth = run_with_grads(self.op.reference, x64, p64, g64)
-        low = lambda ts: [t.to(dtype) for t in ts]  # noqa: E731
-        ours = run_kernels(self.op, x64.to(dtype), low(p64), g64.to(dtype))
-        ref = run_with_grads(self.op.reference, x64.to(dtype), low(p64), g64.to(dtype))
         budget = 2.5 if interpreting() and dtype == torch.bfloat16 else 2.0
-        for name, o, r, t in zip(("out", "x", *self.op.param_names), (ours[0], *ours[1]), (ref[0], *ref[1]),
-                                 (truth[0], *truth[1])):
-            assert o.dtype == dtype, name
-            assert rel_err(o, t) <= budget * rel_err(r, t), (name, rel_err(o, t), rel_err(r, t))
+        assert_error_budget(self.op, x64, p64, dtype=dtype, budget=budget,
+                            run=lambda x, p, g, approximate: run_kernels(self.op, x, p, g, approximate))
 
     def test_empty_batch(self, device):
         x, params = self.inputs(self.shapes[0], torch.float32, device)
         x = x[:0]
-        out, grads = run_kernels(self.op, x, params, random_grad_out(self.op, x.cpu()).to(device))
+        out, grads = run_kernels(self.op, x, params, random_grad_out(self.op, x))
         assert out.shape == self.op.output_shape(tuple(x.shape)) and grads[0].shape == x.shape
         assert all(float(g.abs().sum()) == 0 for g in grads[1:])  # no samples, no parameter gradient
 
