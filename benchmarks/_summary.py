@@ -78,7 +78,7 @@ def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
     for row in sorted(rows, key=sort_key):
         cells = [fmt.format(row[key]) if row.get(key) is not None else "" for _, key, fmt in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "img/s/core = batch / mean time / threads. GFLOP/s counts GEMM FLOPs only (train: 3x "
+    lines += ["", "img/s/core = batch / fastest round's time / threads. GFLOP/s counts GEMM FLOPs only (train: 3x "
               "forward). saved MiB: tensors saved for backward (saved_tensors_hooks, excl. params and "
               "input); step peak MiB: peak RSS growth over 2 training steps in a fresh process (see "
               "benchmarks/_memory.py)."]

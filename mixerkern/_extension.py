@@ -39,7 +39,8 @@ def _is_stale(directory: Path) -> bool:
     lib = directory / f"{NAME}.so"
     if not lib.exists():
         return True
-    newest = max(p.stat().st_mtime for p in source_dir().rglob("*") if p.suffix in (".h", ".cpp"))
+    # Only what the library is built from: csrc/tests (the ctest binaries) is not part of it.
+    newest = max(p.stat().st_mtime for p in (source_dir() / "cpu").rglob("*") if p.suffix in (".h", ".cpp"))
     return lib.stat().st_mtime < newest
 
 
