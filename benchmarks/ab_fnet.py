@@ -1,0 +1,77 @@
+"""Interleaved eager-vs-fused timing of FNet's feed-forward branch and of the whole fnet-cifar100 model.
+
+Run as ``python benchmarks/ab_fnet.py [threads]``: both providers alternate call by call, so a busy
+machine slows both alike and the ratio stays meaningful (see RESULTS.md). The branch is
+``LN2(y + Drop(fc2(GELU(fc1(y)))))``: torch's Linear/GELU/Dropout against the fused ``channel_mlp``.
+"""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from mixerkern.functional import channel_mlp
+from mixerkern.models import create_model
+
+ROUNDS = 8
+
+
+def best_ms(fns: dict, rounds: int = ROUNDS) -> dict:
+    times = {k: [] for k in fns}
+    for _ in range(rounds + 1):  # the first round warms up
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: min(v[1:]) * 1e3 for k, v in times.items()}
+
+
+def report(what: str, ms: dict) -> None:
+    print(f"{what:34s} eager {ms['eager']:7.1f} ms  fused {ms['fused']:7.1f} ms  "
+          f"fused vs eager {ms['eager'] / ms['fused']:.2f}x")
+
+
+def main(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    batch, tokens, dim, hidden = 128, 64, 256, 256  # fnet-cifar100
+    y = torch.randn(batch, tokens, dim, requires_grad=True)
+    w1, b1 = (torch.randn(hidden, dim) / 16).requires_grad_(), torch.zeros(hidden, requires_grad=True)
+    w2, b2 = (torch.randn(dim, hidden) / 16).requires_grad_(), torch.zeros(dim, requires_grad=True)
+    lw, lb = torch.ones(dim, requires_grad=True), torch.zeros(dim, requires_grad=True)
+    grad = torch.randn(batch, tokens, dim)
+
+    def eager(p):
+        h = F.dropout(F.linear(F.gelu(F.linear(y, w1, b1)), w2, b2), p, p > 0)
+        return F.layer_norm(y + h, (dim,), lw, lb, 1e-6)
+
+    def fused(p):
+        return F.layer_norm(y + channel_mlp(y, w1, b1, w2, b2, dropout_p=p), (dim,), lw, lb, 1e-6)
+
+    with torch.no_grad():
+        report("FFN + add + LN, forward", best_ms({"eager": lambda: eager(0.0), "fused": lambda: fused(0.0)}))
+    report("FFN + add + LN, fwd+bwd, p=0.2", best_ms({"eager": lambda: eager(0.2).backward(grad),
+                                                      "fused": lambda: fused(0.2).backward(grad)}))
+
+    models = {"eager": create_model("fnet-cifar100", fused=False), "fused": create_model("fnet-cifar100")}
+    models["fused"].load_state_dict(models["eager"].state_dict())
+    optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
+    images, labels = torch.randn(batch, 3, 64, 64), torch.randint(0, 100, (batch,))
+
+    def infer(k):
+        models[k].eval()
+        with torch.no_grad():
+            models[k](images)
+
+    def train(k):
+        models[k].train()
+        optimizers[k].zero_grad()
+        F.cross_entropy(models[k](images), labels).backward()
+        optimizers[k].step()
+
+    report(f"model inference, {threads} thread(s)", best_ms({k: (lambda k=k: infer(k)) for k in models}, 5))
+    report(f"model training step, {threads} thread(s)", best_ms({k: (lambda k=k: train(k)) for k in models}, 5))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
