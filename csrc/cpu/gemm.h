@@ -59,10 +59,10 @@ inline void gemm_tile(int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B,
 // tile of a chunk of kChunkRows rows passes over it. Read in place, B rows lie ldb apart: for ldb
 // a multiple of 256 floats they all fall into 16 of L1's 64 sets, so a long strip evicts itself
 // and a tile over the whole K streams it from L2 once per row tile. Measured here (C++, same
-// process, best of 10, M = 64, GFLOP/s, unblocked -> blocked + packed): N=256 K=1024 60 -> 108,
-// N=K=768 61 -> 107, N=3072 K=768 23 -> 54, N=768 K=3072 24 -> 72. For K <= 256 (the cifar
-// presets) the copy and the partial sums cost more than they saved: the kernels ran 2-8 % slower
-// in an A/B of whole ops, so short K keeps the single pass.
+// process, best of 10, M = 64, GFLOP/s, unblocked -> blocked + packed): N=256 K=1024 57 -> 108,
+// N=K=768 45 -> 105, N=3072 K=768 24 -> 63, N=768 K=3072 20 -> 55 (benchmarks/RESULTS.md). A
+// version that blocked and packed every GEMM ran the cifar presets' ops (K <= 256) 2-8 % slower:
+// there the copy and the partial sums cost more than they save, so short K keeps the single pass.
 constexpr int kBlockK = 64;
 constexpr int kBlockMinK = 512;
 constexpr int kChunkRows = 96;  // a multiple of kTileRows; partial sums: 96 x 64 fp32 = 24 KB on the stack

@@ -15,7 +15,6 @@ namespace mixerkern { namespace cpu { namespace MK_ISA {
 constexpr int kLanes = 16;
 
 inline int imin(int a, int b) { return a < b ? a : b; }
-inline int imax(int a, int b) { return a > b ? a : b; }
 inline int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
