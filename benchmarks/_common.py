@@ -124,17 +124,37 @@ def peak_gflops(threads: int, dtype: str) -> float:
     return fp32 if dtype == "fp32" else max(fp32, matmul_gflops(threads, "bf16"))
 
 
-def run_pedantic(benchmark, fn, *, rounds: int, warmup_rounds: int):
-    """Times ``fn``; warm-up calls (which absorb torch.compile) are not timed. Returns its result."""
-    return benchmark.pedantic(fn, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+def run_pedantic(benchmark, fn, *, rounds: int, warmup_rounds: int, side_by_side: dict | None = None):
+    """Times ``fn``; warm-up calls (which absorb torch.compile) are not timed. Returns its result and
+    the side-by-side times: each provider of ``side_by_side`` ({name: fn}) runs once right before
+    every round of ``fn`` (pytest-benchmark's untimed setup, timed here), and its fastest call is
+    returned in seconds. The rows of one config otherwise run minutes apart, and on a shared VM a
+    burst of noise in between flips their ratio; interleaved, both sides see the same phases."""
+    others = side_by_side or {}
+    times: dict[str, list[float]] = {name: [] for name in others}
+    setups = 0
+
+    def setup():
+        nonlocal setups
+        setups += 1
+        for name, other in others.items():
+            start = time.perf_counter()
+            other()
+            if setups > warmup_rounds:
+                times[name].append(time.perf_counter() - start)
+
+    result = benchmark.pedantic(fn, setup=setup if others else None, rounds=rounds, warmup_rounds=warmup_rounds,
+                                iterations=1)
+    return result, {name: min(t) for name, t in times.items() if t}
 
 
 def record(benchmark, *, model: str, mode: str, dtype: str, threads: int, provider: str,
-           batch: int, flops: float, **extra) -> dict | None:
+           batch: int, flops: float, side_by_side: dict | None = None, **extra) -> dict | None:
     """Derives the reported metrics from the timing and stores them in ``benchmark.extra_info``.
 
     ``flops`` is the useful GEMM work of one call (a training step counts 3x the forward: the forward
-    GEMM plus one GEMM each for the input and weight gradients).
+    GEMM plus one GEMM each for the input and weight gradients). ``side_by_side``: the seconds of the
+    providers interleaved with this one (see run_pedantic), which its speedups are then taken from.
     """
     metadata = getattr(benchmark, "stats", None)
     if not metadata:  # --benchmark-disable: the function ran once, untimed
@@ -150,7 +170,8 @@ def record(benchmark, *, model: str, mode: str, dtype: str, threads: int, provid
                gflops_per_s=gflops,
                roofline_pct=100 * gflops / peak, peak_gflops_per_s=peak,
                matmul_fp32_gflops_per_s=matmul_gflops(threads, "fp32"),
-               matmul_bf16_gflops_per_s=matmul_gflops(threads, "bf16"), **extra)
+               matmul_bf16_gflops_per_s=matmul_gflops(threads, "bf16"),
+               **{f"{name}_ms_side_by_side": t * 1e3 for name, t in (side_by_side or {}).items()}, **extra)
     benchmark.extra_info.update(row)
     row["extra_info"] = benchmark.extra_info  # conftest adds the speedups here before results are saved
     ROWS.append(row)

@@ -100,11 +100,16 @@ def run_model_benchmark(benchmark, name: str, mode: str, dtype: str, threads: in
     if provider == "compile":
         prepare_compiled(threads)
     bench.check(provider, mode, dtype)
+    baselines = {}
+    if provider == "fused":  # eager and compile interleaved with it, see run_pedantic
+        prepare_compiled(threads)
+        baselines = {p: bench.step(p, mode, dtype) for p in PROVIDERS if p != provider}
     # The warm-up round absorbs torch.compile's compilation and AdamW's state allocation.
-    result = run_pedantic(benchmark, bench.step(provider, mode, dtype), rounds=ROUNDS, warmup_rounds=1)
+    result, side_by_side = run_pedantic(benchmark, bench.step(provider, mode, dtype), rounds=ROUNDS,
+                                        warmup_rounds=1, side_by_side=baselines)
     assert torch.isfinite(result).all(), "non-finite output/loss"
     # Peak memory of the training step, for the two providers the fused kernels are compared on.
     memory = training_memory(name, provider, dtype) if mode == "train" and provider != "compile" else {}
     flops = flops_per_image(name) * BATCH * (3 if mode == "train" else 1)
     record(benchmark, model=name, mode=mode, dtype=dtype, threads=threads, provider=provider,
-           batch=BATCH, flops=flops, **memory)
+           batch=BATCH, flops=flops, side_by_side=side_by_side, **memory)

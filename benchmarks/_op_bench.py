@@ -1,8 +1,8 @@
 """Op-level benchmark shared by the test_<op>.py files (one file per op).
 
 Each op runs at the shapes it has in the first block of its model (mixer-cifar100 for token and
-channel mixing, gmlp-cifar100 for spatial gating, fnet-cifar100 for Fourier mixing,
-patchless-cifar10 for the bare token and channel MLPs), 1 thread,
+channel mixing, gmlp-cifar100 for spatial gating, fnet-cifar100 for Fourier mixing and the post-norm
+channel mixing, patchless-cifar10 for the bare token and channel MLPs), 1 thread,
 with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.compile of that) and
 ``fused`` (mixerkern.functional). Passes:
 
@@ -78,6 +78,19 @@ def fourier_case(op: str):
     return torch.randn(BATCH, patches, config["dim"]), (norm.weight, norm.bias), dict(eps=config["eps"]), flops
 
 
+def postnorm_case(op: str):
+    """The same for FNet's feed-forward sub-layer in fnet-cifar100: x (B, P, D), norm2 and the MLP."""
+    config = block_config("fnet-cifar100")
+    torch.manual_seed(0)
+    layer = FNetLayer(**config)
+    patches = create_model("fnet-cifar100", fused=False, depth=0).num_patches
+    mlp = layer.mlp
+    params = (layer.norm2.weight, layer.norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias)
+    flops = 4 * BATCH * patches * config["dim"] * config["hidden"]
+    settings = dict(eps=config["eps"], approximate=config["approximate"])
+    return torch.randn(BATCH, patches, config["dim"]), params, settings, flops
+
+
 def mlp_case(op: str):
     """The same for the bare MLPs of patchless-cifar10's layers: x (B, 32, 96) rows of the HWC map."""
     with torch.device("meta"):
@@ -94,7 +107,8 @@ def mlp_case(op: str):
 
 
 CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case,
-         "fourier_mixing": fourier_case, "token_mlp": mlp_case, "channel_mlp": mlp_case}
+         "fourier_mixing": fourier_case, "token_mlp": mlp_case, "channel_mlp": mlp_case,
+         "channel_mixing_postnorm": postnorm_case}
 
 
 class OpBench:
@@ -147,8 +161,12 @@ def run_op_benchmark(benchmark, op: str, pass_: str, dtype: str, provider: str) 
     if provider == "compile":
         prepare_compiled(THREADS)
     bench.check(provider, pass_, dtype, f"{op} {pass_} {dtype} {provider}")
-    run_pedantic(benchmark, lambda: bench.run(provider, pass_, dtype), rounds=ROUNDS,
-                 warmup_rounds=WARMUP_ROUNDS)
+    baselines = {}
+    if provider == "fused":  # eager and compile interleaved with it, see run_pedantic
+        prepare_compiled(THREADS)
+        baselines = {p: functools.partial(bench.run, p, pass_, dtype) for p in PROVIDERS if p != provider}
+    _, side_by_side = run_pedantic(benchmark, lambda: bench.run(provider, pass_, dtype), rounds=ROUNDS,
+                                   warmup_rounds=WARMUP_ROUNDS, side_by_side=baselines)
     flops = bench.forward_flops * (3 if pass_ == "fwd+bwd" else 1)  # backward: 2 GEMMs per forward GEMM
     record(benchmark, model=op, mode=pass_, dtype=dtype, threads=THREADS, provider=provider,
-           batch=BATCH, flops=flops)
+           batch=BATCH, flops=flops, side_by_side=side_by_side)

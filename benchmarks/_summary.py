@@ -16,20 +16,23 @@ COLUMNS = (  # (header, row key, format)
     ("threads", "threads", "{}"), ("provider", "label", "{}"), ("ms/batch", "ms_per_batch", "{:.1f}"),
     ("img/s/core", "img_per_s_per_core", "{:.0f}"), ("GFLOP/s", "gflops_per_s", "{:.1f}"),
     ("roofline %", "roofline_pct", "{:.1f}"), ("vs eager", "speedup_vs_eager", "{:.2f}x"),
-    ("vs compile", "speedup_vs_compile", "{:.2f}x"), ("saved MiB", "saved_mib", "{:.1f}"),
+    ("vs compile", "speedup_vs_compile", "{:.2f}x"), ("side by side: eager / compile ms", "side_by_side", "{}"),
+    ("saved MiB", "saved_mib", "{:.1f}"),
     ("step peak MiB", "step_peak_mib", "{:.1f}"),
 )
 
 
 def add_speedups(rows: list[dict]) -> None:
-    """speedup_vs_X = time of provider X / time of this row, for the same model/mode/dtype/threads."""
+    """speedup_vs_X = time of provider X / time of this row, for the same model/mode/dtype/threads;
+    X's time is the one measured side by side with this row (fused rows) where there is one, else
+    X's own row."""
     def key(row):
         return row["model"], row["mode"], row["dtype"], row["threads"]
 
     times = {(*key(row), row["provider"]): row["ms_per_batch"] for row in rows}
     for row in rows:
         for baseline in ("eager", "compile"):
-            other = times.get((*key(row), baseline))
+            other = row.get(f"{baseline}_ms_side_by_side", times.get((*key(row), baseline)))
             if other is not None:
                 row[f"speedup_vs_{baseline}"] = other / row["ms_per_batch"]
                 row["extra_info"][f"speedup_vs_{baseline}"] = row[f"speedup_vs_{baseline}"]
@@ -76,9 +79,13 @@ def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
     lines += ["| " + " | ".join(name for name, _, _ in COLUMNS) + " |",
               "|" + "|".join("---" if i < 5 else "---:" for i in range(len(COLUMNS))) + "|"]
     for row in sorted(rows, key=sort_key):
+        if "eager_ms_side_by_side" in row:
+            row = dict(row, side_by_side=f"{row['eager_ms_side_by_side']:.1f} / {row['compile_ms_side_by_side']:.1f}")
         cells = [fmt.format(row[key]) if row.get(key) is not None else "" for _, key, fmt in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "img/s/core = batch / fastest round's time / threads. GFLOP/s counts GEMM FLOPs only (train: 3x "
+    lines += ["", "img/s/core = batch / fastest round's time / threads. Fused rows' speedups are side by side: "
+              "before each timed fused round, one eager and one compile call run (timed apart), and the "
+              "speedup is the ratio of the fastest calls. GFLOP/s counts GEMM FLOPs only (train: 3x "
               "forward). saved MiB: tensors saved for backward (saved_tensors_hooks, excl. params and "
               "input); step peak MiB: peak RSS growth over 2 training steps in a fresh process (see "
               "benchmarks/_memory.py)."]

@@ -75,9 +75,6 @@ class TestFourierMixing(FusedOpSuite):
         with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps it in x's precision
             assert self.op(x, *params).dtype == torch.float32
 
-    def test_bf16_under_autocast_runs_in_bf16(self):
-        pytest.skip("fourier_mixing stays in x's precision under autocast (see test_196_tokens_in_bf16)")
-
     def test_settings_without_activation_are_rejected(self):
         x, params = self.inputs((2, 4, 8))
         with pytest.raises(TypeError, match=r"no GELU or dropout"):

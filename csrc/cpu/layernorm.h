@@ -41,9 +41,10 @@ inline void row_normalize(const T* x, int n, S mean, S rstd, const S* w, const S
   }
 }
 
-// LayerNorm of `rows` consecutive rows of length n into y; row statistics go to mean/rstd if given.
-template <class V, class T, class S = typename V::scalar>
-inline void normalize_rows(const T* x, int rows, int n, S eps, const S* w, const S* b, S* y, S* mean = nullptr,
+// LayerNorm of `rows` consecutive rows of length n into y (compute or storage type); row statistics
+// go to mean/rstd if given.
+template <class V, class T, class U, class S = typename V::scalar>
+inline void normalize_rows(const T* x, int rows, int n, S eps, const S* w, const S* b, U* y, S* mean = nullptr,
                            S* rstd = nullptr) {
   for (int r = 0; r < rows; ++r) {
     S mu, rs;

@@ -10,13 +10,14 @@ namespace {
 
 const char* op_name(MixingKind kind, MixingForm form) {
   if (form == MixingForm::BareMlp) return kind == MixingKind::Token ? "token_mlp" : "channel_mlp";
+  if (form == MixingForm::PostNorm) return "channel_mixing_postnorm";
   return kind == MixingKind::Token ? "token_mixing" : "channel_mixing";
 }
 
 struct Params {  // the six parameter tensors, in schema order (no LN ones for the bare MLP)
   MixingForm form;
   const at::Tensor &ln_w, &ln_b, &w1, &b1, &w2, &b2;
-  bool normalized() const { return form == MixingForm::Block; }
+  bool normalized() const { return form != MixingForm::BareMlp; }
 };
 
 void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::string_view approximate,
@@ -57,7 +58,7 @@ template <class T> struct Prepared {
       ln_w = prep(p.ln_w); ln_b = prep(p.ln_b);
       args.ln_w = ln_w.data_ptr<S>(); args.ln_b = ln_b.data_ptr<S>();
     }
-    args.bare = !p.normalized();
+    args.form = p.form;
     b1 = prep(p.b1); b2 = prep(p.b2);
     w1 = prep(p.w1); w2 = prep(p.w2);
     w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
@@ -88,7 +89,7 @@ template <class T> int64_t units(MixingKind kind, const MixingArgs<T>& a) {
 }
 template <class T> size_t scratch_elems(MixingKind kind, const MixingArgs<T>& a, bool backward) {
   return kind == MixingKind::Token ? token_scratch(a.patches, a.dim, a.hidden, backward)
-                                   : channel_scratch(a.patches, a.dim, a.hidden, backward);
+                                   : channel_scratch(a.patches, a.dim, a.hidden, backward, a.form);
 }
 
 // For x's dtype: prepares the parameters, lets `bind` fill in the tensor pointers of the args, then

@@ -6,12 +6,11 @@
 #include <optional>
 #include <tuple>
 
+#include "mixing_params.h"
+
 namespace mixerkern { namespace cpu {
 
-enum class MixingKind { Token, Channel };
-// The Mixer's sub-block (x + Drop(MLP(LN(x))): token_mixing / channel_mixing) or the bare MLP
-// (Drop(MLP(x)): token_mlp / channel_mlp, the patchless Mixer's sub-layers); one kernel each way.
-enum class MixingForm { Block, BareMlp };
+enum class MixingKind { Token, Channel };  // the MLP mixes the patch axis or the channel axis
 
 using MixingGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
@@ -26,20 +25,22 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
                             double eps, c10::string_view approximate, double dropout_p,
                             const std::optional<at::Tensor>& seed);
 
-// The op-schema signatures (mixerkern/ops/_mixing.py), bound to one kind: what <op>.cpp registers.
-template <MixingKind K>
+// The op-schema signatures (mixerkern/ops/_fused_op.py), bound to one kind and form: what <op>.cpp
+// registers. Block and PostNorm share a schema (LN parameters and eps); BareMlp has neither.
+template <MixingKind K, MixingForm F = MixingForm::Block>
 at::Tensor mixing_forward_op(const at::Tensor& x, const at::Tensor& ln_w, const at::Tensor& ln_b, const at::Tensor& w1,
                              const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, double eps,
                              c10::string_view approximate, double p, const std::optional<at::Tensor>& seed) {
-  return mixing_forward(K, MixingForm::Block, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
+  static_assert(F != MixingForm::PostNorm || K == MixingKind::Channel, "only the channel MLP has a post-norm kernel");
+  return mixing_forward(K, F, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
 }
 
-template <MixingKind K>
+template <MixingKind K, MixingForm F = MixingForm::Block>
 MixingGrads mixing_backward_op(const at::Tensor& g, const at::Tensor& x, const at::Tensor& ln_w, const at::Tensor& ln_b,
                                const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
                                double eps, c10::string_view approximate, double p,
                                const std::optional<at::Tensor>& seed) {
-  return mixing_backward(K, MixingForm::Block, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
+  return mixing_backward(K, F, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
 }
 
 // The bare MLPs' schemas: no LayerNorm parameters, no eps; the backward has no LN gradients.

@@ -23,6 +23,12 @@ template <class T> struct Activations {
   T* out = nullptr;             // forward: the output; backward: dx
 };
 
+// Where the token/channel MLP's LayerNorm and residual sit:
+//   Block:    out = X + Drop(MLP(LN(X)))   the Mixer's sub-blocks (token_mixing, channel_mixing)
+//   BareMlp:  out = Drop(MLP(X))           the patchless Mixer's sub-layers (token_mlp, channel_mlp)
+//   PostNorm: out = LN(X + Drop(MLP(X)))   FNet's feed-forward sub-layer (channel_mixing_postnorm)
+enum class MixingForm { Block, BareMlp, PostNorm };
+
 // Everything a token- or channel-mixing kernel needs. x/grad_out/out are (batch, patches, dim)
 // contiguous in the storage type T; parameters are contiguous copies in the compute type S.
 template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
@@ -32,9 +38,7 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   const S *w1 = nullptr, *w2 = nullptr;    // fc1/fc2 weights as nn.Linear stores them
   const S *w1t = nullptr, *w2t = nullptr;  // their transposes
   S eps = S(1e-6);
-  // The bare MLP (token_mlp / channel_mlp, the patchless Mixer's sub-layers): no LayerNorm in
-  // front, no residual around, so out = Drop(MLP(X)) and ln_w / ln_b / eps are unused.
-  bool bare = false;
+  MixingForm form = MixingForm::Block;  // ln_w / ln_b / eps are unused by BareMlp
 };
 
 // One thread's partial parameter gradients (compute type), laid out as ParamGradLayout says.
@@ -126,8 +130,9 @@ inline int64_t channel_units(int64_t batch, int patches, int) {
 inline size_t token_scratch(int P, int D, int H, bool backward) {
   return backward ? 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P) : size_t(P) * D + size_t(H) * D;
 }
-inline size_t channel_scratch(int, int D, int H, bool backward) {
+inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form) {
   const size_t R = kChannelRowBlock;
+  if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
   return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
 }
 inline size_t round_to_lanes(size_t n) { return (n + 15) / 16 * 16; }  // keeps sub-buffers 64-byte aligned

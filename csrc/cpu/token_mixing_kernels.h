@@ -33,9 +33,9 @@ template <class V, bool kRowBias, class S = typename V::scalar> struct StoreBias
   }
 };
 
-template <class V, class T, bool kRowBias> struct ResidualOut {
+template <class V, class T, bool kRowBias, class U = T> struct ResidualOut {
   const T* x;
-  T* out;
+  U* out;  // T, or the compute type for the post-norm form's sum before its LayerNorm
   int64_t ld, base;
   const typename V::scalar* bias;
   const Dropout& drop;
@@ -54,35 +54,38 @@ template <class V, class T, bool kRowBias> struct ResidualOut {
   }
 };
 
-// The first GEMM's operand: LN(X) (rows of length n, statistics to mean/rstd if given), or for the
-// bare MLPs X itself, read in place when it is already in the compute type.
+// n values of the storage type as the compute type: in place when they already are, else in buf.
 template <class V, class T, class S = typename V::scalar>
-inline const S* mlp_input(const MixingArgs<T>& a, const T* x, int rows, int n, S* buf, S* mean = nullptr,
-                          S* rstd = nullptr) {
-  if (!a.bare) {
-    normalize_rows<V>(x, rows, n, a.eps, a.ln_w, a.ln_b, buf, mean, rstd);
-    return buf;
-  }
+inline const S* as_compute(const T* x, int64_t n, S* buf) {
   if constexpr (std::is_same_v<T, S>) {
     return x;
   } else {
-    const int64_t total = int64_t(rows) * n;
-    for (int64_t i = 0; i < total; i += kLanes) {
-      const auto m = V::mask(int(imin64(kLanes, total - i)));
+    for (int64_t i = 0; i < n; i += kLanes) {
+      const auto m = V::mask(int(imin64(kLanes, n - i)));
       load_as(x + i, m).store(buf + i, m);
     }
     return buf;
   }
 }
 
-// dX from dU = dL/d(first GEMM operand): through the LayerNorm plus the residual's G, or for the
-// bare MLPs dU itself.
+// The first GEMM's operand: LN(X) (rows of length n, statistics to mean/rstd if given) in the
+// Block form; X itself in the forms without a LayerNorm in front.
+template <class V, class T, class S = typename V::scalar>
+inline const S* mlp_input(const MixingArgs<T>& a, const T* x, int rows, int n, S* buf, S* mean = nullptr,
+                          S* rstd = nullptr) {
+  if (a.form != MixingForm::Block) return as_compute<V>(x, int64_t(rows) * n, buf);
+  normalize_rows<V>(x, rows, n, a.eps, a.ln_w, a.ln_b, buf, mean, rstd);
+  return buf;
+}
+
+// dX from dU = dL/d(first GEMM operand): through the LayerNorm plus the residual's G (Block), or
+// dU itself (BareMlp).
 template <class V, class T, class S = typename V::scalar>
 inline void mlp_input_grad(const MixingArgs<T>& a, const T* x, const S* du, const T* g, int rows, int n,
                            const S* mean, const S* rstd, const GradPartials<S>& gp, T* dx) {
   for (int r = 0; r < rows; ++r) {
     const int64_t o = int64_t(r) * n;
-    if (a.bare) {
+    if (a.form == MixingForm::BareMlp) {
       for (int j = 0; j < n; j += kLanes) {
         const auto m = V::mask(n - j);
         store_as(dx + o + j, V::load(du + o + j, m), m);
@@ -121,7 +124,8 @@ void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, comput
     gemm<V>(H, D, P, a.w1t, 1, H, ux, D, StoreBiased<V, true>{act, D, a.b1});
     gelu_inplace(act, (S*)nullptr, int64_t(H) * D, a.tanh_gelu);
     // out = X + Drop(W2 A + b2); W2(p, t) = w2t[t P + p].
-    gemm<V>(P, D, H, a.w2t, 1, P, act, D, ResidualOut<V, T, true>{x, out, D, base, a.b2, drop, int64_t(P) * D, !a.bare});
+    gemm<V>(P, D, H, a.w2t, 1, P, act, D, ResidualOut<V, T, true>{x, out, D, base, a.b2, drop, int64_t(P) * D,
+                                                                   a.form == MixingForm::Block});
   }
 }
 

@@ -15,6 +15,7 @@ import torch
 
 from .. import _extension
 from .channel_mixing import channel_mixing
+from .channel_mixing_postnorm import channel_mixing_postnorm
 from .channel_mlp import channel_mlp
 from .fourier_mixing import fourier_mixing
 from .spatial_gating import spatial_gating
@@ -22,7 +23,8 @@ from .token_mixing import token_mixing
 from .token_mlp import token_mlp
 
 OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing, "spatial_gating": spatial_gating,
-       "fourier_mixing": fourier_mixing, "token_mlp": token_mlp, "channel_mlp": channel_mlp}
+       "fourier_mixing": fourier_mixing, "token_mlp": token_mlp, "channel_mlp": channel_mlp,
+       "channel_mixing_postnorm": channel_mixing_postnorm}
 
 for _op in OPS.values():
     _op.register_triton_cuda_kernels()

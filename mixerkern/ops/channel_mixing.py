@@ -6,7 +6,8 @@ from ..reference import functional as reference
 from ._fused_op import MLP_PARAMS, FusedOp
 
 
-def _expected_shapes(x_shape, shapes):
+def expected_shapes(x_shape, shapes):
+    """Shared with channel_mixing_postnorm, which has the same parameters."""
     fc1_weight_shape = shapes["fc1_weight"]
     dim = x_shape[-1]
     hidden = fc1_weight_shape[0] if len(fc1_weight_shape) == 2 else -1
@@ -14,5 +15,5 @@ def _expected_shapes(x_shape, shapes):
                 fc2_weight=(dim, hidden), fc2_bias=(dim,))
 
 
-channel_mixing = FusedOp("channel_mixing", MLP_PARAMS, reference.channel_mixing, _expected_shapes,
+channel_mixing = FusedOp("channel_mixing", MLP_PARAMS, reference.channel_mixing, expected_shapes,
                          layout="(B, num_patches, dim) with fc1_weight (channel_hidden, dim)")

@@ -47,15 +47,15 @@ class FNetLayer(nn.Module):
         return functional.fourier_mixing(x, self.norm1.weight, self.norm1.bias, self.eps)
 
     def ffn(self, y: torch.Tensor) -> torch.Tensor:
-        """Drop(fc2(GELU(fc1(y)))): the feed-forward branch, which the fused layer also replaces."""
-        return self.drop(self.mlp(y))
+        """LN2(y + Drop(fc2(GELU(fc1(y))))): the feed-forward sub-layer, which the fused layer also replaces."""
+        return self.norm2(y + self.drop(self.mlp(y)))
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[y, out] (see STAGES); out is forward(x)."""
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (B, tokens, dim={self.dim}), got {tuple(x.shape)}")
         y = self.mix(x)
-        return [y, self.norm2(y + self.ffn(y))]
+        return [y, self.ffn(y)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_stages(x)[-1]

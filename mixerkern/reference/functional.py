@@ -27,6 +27,13 @@ def channel_mixing(x, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_
     return x + (z if mask is None else z * mask)
 
 
+def channel_mixing_postnorm(x, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
+                            eps: float = 1e-6, approximate: str = "none", mask=None):
+    """LN(x + Drop(fc2(GELU(fc1(x))))): the post-norm channel MLP, FNet's feed-forward sub-layer."""
+    z = F.linear(F.gelu(F.linear(x, fc1_weight, fc1_bias), approximate=approximate), fc2_weight, fc2_bias)
+    return F.layer_norm(x + (z if mask is None else z * mask), x.shape[-1:], ln_weight, ln_bias, eps)
+
+
 def token_mlp(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, approximate: str = "none", mask=None):
     """Drop(fc2(GELU(fc1(x^T)))^T): the token MLP alone (no LayerNorm, no residual), mixing dim 1."""
     z = F.linear(F.gelu(F.linear(x.transpose(1, 2), fc1_weight, fc1_bias), approximate=approximate),

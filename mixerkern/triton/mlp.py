@@ -1,5 +1,7 @@
 """Launchers of the two-layer MLPs: token mixing, channel mixing and their bare forms (token_mlp,
-channel_mlp, with no LayerNorm and no residual), each forward and backward as a few fused GEMMs.
+channel_mlp, with no LayerNorm and no residual), each forward and backward as a few fused GEMMs;
+and channel mixing's post-norm form (channel_mixing_postnorm), the bare MLP plus residual with the
+LayerNorm behind it (see postnorm_forward).
 
     forward:   H = GELU(fc1(LN(x)))                     (GEMM: LN prologue; bias + GELU epilogue)
                out = x + Drop(fc2(H))                   (GEMM: bias + dropout + residual epilogue)
@@ -19,7 +21,7 @@ from typing import NamedTuple
 import torch
 
 from .gemm import gemm, row_stats
-from .rows import apply_dropout, layernorm_backward
+from .rows import apply_dropout, layernorm, layernorm_backward
 
 
 class Settings(NamedTuple):
@@ -105,7 +107,34 @@ def backward(grad_out, x, ln, fc1_weight, fc1_bias, fc2_weight, fc2_bias, s: Set
     return dx, d_ln_w, d_ln_b, d_fc1_w, d_fc1_b, d_fc2_w, d_fc2_b
 
 
-def entry_points(token: bool, normalized: bool):
+def _postnorm_sum(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, s: Settings, gelu_grad=None):
+    """Z = x + Drop(fc2(GELU(fc1(x)))) in fp32 (the LayerNorm's input), and the hidden activation."""
+    batch, patches, dim = x.shape
+    h, _ = _hidden(x, None, fc1_weight, fc1_bias, s, token=False, gelu_grad=gelu_grad)
+    z = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    flat = (1, batch * patches, dim)
+    drop = dict(dropout=(s.seed, s.dropout_p, 0, (0, dim, 1))) if s.dropout_p > 0 else {}
+    gemm(h, fc2_weight.t().unsqueeze(0), z.view(flat), bias=fc2_bias, bias_on="col", residual=x.view(flat), **drop)
+    return z, h
+
+
+def postnorm_forward(x, ln, fc1_weight, fc1_bias, fc2_weight, fc2_bias, s: Settings):
+    """out = LN(Z), Z = x + Drop(fc2(GELU(fc1(x)))) (the channel MLP, FNet's feed-forward sub-layer)."""
+    x = x.contiguous()
+    z, _ = _postnorm_sum(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, s)
+    return layernorm(z, *ln, s.eps, x.dtype)
+
+
+def postnorm_backward(grad_out, x, ln, fc1_weight, fc1_bias, fc2_weight, fc2_bias, s: Settings):
+    """Z recomputed; dZ = LN'(dout); the bare MLP's backward on dZ; dx = dZ + the MLP's dx."""
+    x, grad_out = x.contiguous(), grad_out.contiguous()
+    z, _ = _postnorm_sum(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, s)
+    dz, d_ln_w, d_ln_b = layernorm_backward(grad_out, z, *row_stats(z, s.eps), ln[0], dx_dtype=torch.float32)
+    du, *fc_grads = backward(dz.to(x.dtype), x, None, fc1_weight, fc1_bias, fc2_weight, fc2_bias, s, token=False)
+    return ((du.float() + dz).to(x.dtype), d_ln_w, d_ln_b, *fc_grads)
+
+
+def entry_points(token: bool, normalized: bool, post_norm: bool = False):
     """The (forward, backward) kernels of one op, with its schema's positional arguments:
     (x, [ln_weight, ln_bias,] fc1_weight, fc1_bias, fc2_weight, fc2_bias, [eps,] approximate, dropout_p, seed)."""
     def split(args):
@@ -117,10 +146,10 @@ def entry_points(token: bool, normalized: bool):
 
     def forward_kernel(x, *args):
         ln, fcs, s = split(args)
-        return forward(x, ln, *fcs, s, token)
+        return postnorm_forward(x, ln, *fcs, s) if post_norm else forward(x, ln, *fcs, s, token)
 
     def backward_kernel(grad_out, x, *args):
         ln, fcs, s = split(args)
-        return backward(grad_out, x, ln, *fcs, s, token)
+        return postnorm_backward(grad_out, x, ln, *fcs, s) if post_norm else backward(grad_out, x, ln, *fcs, s, token)
 
     return forward_kernel, backward_kernel

@@ -1,0 +1,16 @@
+"""Post-norm channel mixing: ``LN(x + Drop(fc2(GELU(fc1(x)))))`` on every token, FNet's feed-forward
+sub-layer. channel_mixing's parameters and kernel, with the LayerNorm moved behind the residual.
+
+CPU kernel: csrc/cpu/channel_mixing_postnorm.cpp (math in csrc/cpu/channel_mixing_kernels.h).
+"""
+from ..reference import functional as reference
+from ._fused_op import MLP_PARAMS, FusedOp
+from .channel_mixing import expected_shapes
+
+channel_mixing_postnorm = FusedOp("channel_mixing_postnorm", MLP_PARAMS, reference.channel_mixing_postnorm,
+                                  expected_shapes, layout="(B, tokens, dim) with fc1_weight (hidden, dim)",
+                                  # Its output is LN2's, which autocast keeps in fp32, as it does the
+                                  # residual stream: so the op stays in x's precision, as fourier_mixing
+                                  # does (LN weight/bias gradients summed over B*P rows suffer most from
+                                  # bf16). Explicit bf16 inputs run in bf16.
+                                  autocast=False)
