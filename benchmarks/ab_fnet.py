@@ -1,8 +1,10 @@
-"""Interleaved eager-vs-fused timing of FNet's feed-forward branch and of the whole fnet-cifar100 model.
+"""Interleaved eager-vs-fused timing of FNet's feed-forward sub-layer and of the whole fnet-cifar100 model.
 
-Run as ``python benchmarks/ab_fnet.py [threads]``: both providers alternate call by call, so a busy
-machine slows both alike and the ratio stays meaningful (see RESULTS.md). The branch is
-``LN2(y + Drop(fc2(GELU(fc1(y)))))``: torch's Linear/GELU/Dropout against the fused ``channel_mlp``.
+Run as ``python benchmarks/ab_fnet.py [threads]``: the variants alternate call by call, so a busy
+machine slows them alike and the ratios stay meaningful (see RESULTS.md). The sub-layer is
+``LN2(y + Drop(fc2(GELU(fc1(y)))))``, timed three ways: torch's Linear/GELU/Dropout/add/LayerNorm
+(eager); the fused ``channel_mlp`` then torch's add and LayerNorm (mlp+add+LN, FusedFNetLayer's
+choice when autograd records); the fused ``channel_mixing_postnorm`` (postnorm, its choice without).
 """
 import sys
 import time
@@ -10,7 +12,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mixerkern.functional import channel_mlp
+from mixerkern.functional import channel_mixing_postnorm, channel_mlp
 from mixerkern.models import create_model
 
 ROUNDS = 8
@@ -27,8 +29,9 @@ def best_ms(fns: dict, rounds: int = ROUNDS) -> dict:
 
 
 def report(what: str, ms: dict) -> None:
-    print(f"{what:34s} eager {ms['eager']:7.1f} ms  fused {ms['fused']:7.1f} ms  "
-          f"fused vs eager {ms['eager'] / ms['fused']:.2f}x")
+    """One line: each variant's time and its speedup over eager."""
+    print(f"{what:34s} " + "  ".join(f"{k} {t:7.1f} ms" + (f" ({ms['eager'] / t:.2f}x)" if k != "eager" else "")
+                                     for k, t in ms.items()))
 
 
 def main(threads: int) -> None:
@@ -45,13 +48,17 @@ def main(threads: int) -> None:
         h = F.dropout(F.linear(F.gelu(F.linear(y, w1, b1)), w2, b2), p, p > 0)
         return F.layer_norm(y + h, (dim,), lw, lb, 1e-6)
 
-    def fused(p):
+    def mlp_add_ln(p):
         return F.layer_norm(y + channel_mlp(y, w1, b1, w2, b2, dropout_p=p), (dim,), lw, lb, 1e-6)
 
+    def postnorm(p):
+        return channel_mixing_postnorm(y, lw, lb, w1, b1, w2, b2, eps=1e-6, dropout_p=p)
+
+    variants = {"eager": eager, "mlp+add+LN": mlp_add_ln, "postnorm": postnorm}
     with torch.no_grad():
-        report("FFN + add + LN, forward", best_ms({"eager": lambda: eager(0.0), "fused": lambda: fused(0.0)}))
-    report("FFN + add + LN, fwd+bwd, p=0.2", best_ms({"eager": lambda: eager(0.2).backward(grad),
-                                                      "fused": lambda: fused(0.2).backward(grad)}))
+        report("FFN + add + LN, forward", best_ms({k: (lambda f=f: f(0.0)) for k, f in variants.items()}))
+    report("FFN + add + LN, fwd+bwd, p=0.2", best_ms({k: (lambda f=f: f(0.2).backward(grad))
+                                                      for k, f in variants.items()}))
 
     models = {"eager": create_model("fnet-cifar100", fused=False), "fused": create_model("fnet-cifar100")}
     models["fused"].load_state_dict(models["eager"].state_dict())
