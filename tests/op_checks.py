@@ -63,23 +63,25 @@ def run_with_grads(fn, x, params, grad_out, **kw):
     return out.detach(), grads
 
 
-def fused_vs_reference(op, x, params, grad_out, mask=None, seed=None, dropout_p=0.0, **kw):
-    """(fused out, fused grads), (reference out, reference grads) for one op and one input."""
-    if seed is None:
+def fused_vs_reference(op, x, params, grad_out, mask=None, seed=None, dropout_p=0.0, train=False, **kw):
+    """(fused out, fused grads), (reference out, reference grads) for one op and one input.
+    ``train``: through the op's training forward (which saves activations for its backward)."""
+    if seed is None and not train:
         fused = run_with_grads(op, x, params, grad_out, dropout_p=dropout_p, **kw)
     else:  # call the registered op directly with a known seed, so the mask can be reproduced
-        fused = run_with_grads(lambda *t, **k: op.forward_op(*t, *op.settings(dropout_p=dropout_p, seed=seed, **k)),
+        forward = (lambda *a: op.train_op(*a)[0]) if train else op.forward_op
+        fused = run_with_grads(lambda *t, **k: forward(*t, *op.settings(dropout_p=dropout_p, seed=seed, **k)),
                                x, params, grad_out, **kw)
     ref = run_with_grads(op.reference, x, params, grad_out, **op.reference_kwargs(mask=mask, **kw))
     return fused, ref
 
 
-def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", eps=1e-6):
+def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", eps=1e-6, train=False):
     grad_out = random_grad_out(op, x)
     seed = draw_seed() if dropout_p > 0 else None
     mask = dropout_mask(seed, x.shape, dropout_p, x.dtype) if dropout_p > 0 else None
     (out, grads), (ref_out, ref_grads) = fused_vs_reference(
-        op, x, params, grad_out, mask=mask, seed=seed, dropout_p=dropout_p, approximate=approximate,
+        op, x, params, grad_out, mask=mask, seed=seed, dropout_p=dropout_p, approximate=approximate, train=train,
         **({"eps": eps} if op.normalized else {}))
     assert out.shape == ref_out.shape and out.dtype == ref_out.dtype
     assert rel_err(out, ref_out) <= FP32_FWD_RTOL, f"forward: {rel_err(out, ref_out):.2e}"

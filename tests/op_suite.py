@@ -28,6 +28,18 @@ class FusedOpSuite:
         if not self.op.activation:
             pytest.skip(f"{self.op.name} has no GELU or dropout")
 
+    def needs_training_forward(self, train=True):
+        if train and self.op.train_op is None:
+            pytest.skip(f"{self.op.name} saves no activations for its backward")
+
+    def registered_forwards(self):
+        """The registered forwards that autograd differentiates: the op, and the output of its
+        training forward (whose backward reads the saved activations) if it has one."""
+        forwards = [self.op.forward_op]
+        if self.op.train_op is not None:
+            forwards.append(lambda *a: self.op.train_op(*a)[0])
+        return forwards
+
     # ---- correctness against the reference ---------------------------------------------------
     @pytest.mark.parametrize("isa", compiled_isas() or ["fallback"])
     def test_fp32_matches_reference(self, isa):
@@ -39,12 +51,34 @@ class FusedOpSuite:
             with cpu_isa(isa):
                 assert_close_to_reference(self.op, x, params)
 
+    @pytest.mark.parametrize("train", [False, True])
     @pytest.mark.parametrize("approximate", ["none", "tanh"])
     @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
-    def test_gelu_and_dropout_variants(self, approximate, dropout_p):
+    def test_gelu_and_dropout_variants(self, approximate, dropout_p, train):
         self.needs_activation()
+        self.needs_training_forward(train)
         x, params = self.inputs(self.shapes[0])
-        assert_close_to_reference(self.op, x, params, dropout_p=dropout_p, approximate=approximate, eps=1e-5)
+        assert_close_to_reference(self.op, x, params, dropout_p=dropout_p, approximate=approximate, eps=1e-5,
+                                  train=train)
+
+    def test_training_forward_saves_what_the_backward_recomputes(self):
+        """<op>_train returns the op's output plus the activations its backward would recompute;
+        the backward gives the same gradients from them, and rejects anything else."""
+        self.needs_training_forward()
+        x, params = self.inputs(self.shapes[0])
+        settings = self.op.settings(1e-5, "tanh", 0.3, draw_seed())
+        out, saved = self.op.train_op(x, *params, *settings)
+        assert torch.equal(out, self.op.forward_op(x, *params, *settings))
+        hidden = params[self.op.param_names.index("fc1_weight")].shape[0]
+        assert saved.shape == self.op.saved_shape(tuple(x.shape), hidden) and saved.dtype == torch.float32
+        g = random_grad_out(self.op, x)
+        for a, b in zip(self.op.backward_op(g, x, *params, *settings, saved),
+                        self.op.backward_op(g, x, *params, *settings)):
+            assert rel_err(a, b) < 1e-6
+        with pytest.raises(RuntimeError, match=r"saved must be what .*_train returned"):
+            self.op.backward_op(g, x, *params, *settings, saved[:, :-1])
+        with pytest.raises(RuntimeError, match=r"saved must be what .*_train returned"):
+            self.op.backward_op(g, x, *params, *settings, saved.double())
 
     @pytest.mark.parametrize("approximate", ["none", "tanh"])
     def test_bf16_error_budget(self, approximate):
@@ -67,17 +101,20 @@ class FusedOpSuite:
     def test_gradcheck_float64(self):
         x, params = self.inputs(self.small_shape, torch.float64)
         seed = draw_seed()
-        for approximate, p in (("none", 0.0), ("tanh", 0.25))[:2 if self.op.activation else 1]:
-            settings = self.op.settings(1e-5, approximate, p, seed)
-            fn = lambda *t: self.op.forward_op(*t, *settings)  # noqa: E731
-            leaves = [t.clone().requires_grad_() for t in (x, *params)]
-            assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+        for forward in self.registered_forwards():
+            for approximate, p in (("none", 0.0), ("tanh", 0.25))[:2 if self.op.activation else 1]:
+                settings = self.op.settings(1e-5, approximate, p, seed)
+                fn = lambda *t: forward(*t, *settings)  # noqa: E731
+                leaves = [t.clone().requires_grad_() for t in (x, *params)]
+                assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
 
     def test_opcheck(self):
+        ops = [self.op.forward_op] + [self.op.train_op] * (self.op.train_op is not None)
         for dtype in (torch.float32, torch.bfloat16):
             x, params = self.inputs(self.small_shape, dtype)
             leaves = [t.requires_grad_() for t in (x, *params)]
-            torch.library.opcheck(self.op.forward_op, (*leaves, *self.op.settings(1e-6, "none", 0.1, draw_seed())))
+            for op in ops:
+                torch.library.opcheck(op, (*leaves, *self.op.settings(1e-6, "none", 0.1, draw_seed())))
 
     def test_generic_path_matches_avx512(self):
         isas = compiled_isas()

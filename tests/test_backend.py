@@ -44,15 +44,22 @@ def test_environment_variable_forces_portable_path():
 
 
 def test_fallback_warns_once_and_reports_itself():
+    # A training step too: the fallback's training forward saves nothing and its backward recomputes.
     code = ("import warnings, torch, mixerkern\n"
             "from mixerkern import FusedMixerLayer\n"
-            "layer = FusedMixerLayer(8, 16)\n"
+            "from mixerkern.reference import MixerLayer\n"
+            "layer, ref = FusedMixerLayer(8, 16), MixerLayer(8, 16)\n"
+            "ref.load_state_dict(layer.state_dict())\n"
+            "x = torch.randn(2, 8, 16, requires_grad=True)\n"
+            "x_ref = x.detach().clone().requires_grad_()\n"
             "with warnings.catch_warnings(record=True) as w:\n"
             "    warnings.simplefilter('always')\n"
-            "    layer(torch.randn(2, 8, 16)); layer(torch.randn(2, 8, 16))\n"
-            "print(sum('fall back' in str(x.message) for x in w), mixerkern.backend_info()['token_mixing']['cpu'])\n")
+            "    layer(x).sum().backward(); layer(torch.randn(2, 8, 16))\n"
+            "ref(x_ref).sum().backward()\n"
+            "print(sum('fall back' in str(x.message) for x in w), mixerkern.backend_info()['token_mixing']['cpu'],\n"
+            "      torch.allclose(x.grad, x_ref.grad, rtol=1e-5, atol=1e-6))\n")
     result = run_python(code, MIXERKERN_DISABLE_CPP="1")
-    assert result.stdout.split() == ["1", "reference-fallback"], result.stderr
+    assert result.stdout.split() == ["1", "reference-fallback", "True"], result.stderr
 
 
 def test_failed_build_is_an_error_when_compiled_kernels_are_required(tmp_path):
@@ -70,6 +77,7 @@ def test_cuda_kernels_are_registered_without_touching_a_gpu_or_importing_triton(
     code = ("import sys, torch, mixerkern\n"
             "print('triton' in sys.modules, torch.cuda.is_initialized())\n"
             "print(all(torch._C._dispatch_has_kernel_for_dispatch_key(f'mixerkern::{n}{s}', 'CUDA')\n"
-            "          for n in mixerkern.ops.OPS for s in ('', '_backward')))\n")
+            "          for n, op in mixerkern.ops.OPS.items()\n"
+            "          for s in ('', '_backward') + ('_train',) * (op.train_op is not None)))\n")
     result = run_python(code, TRITON_INTERPRET="0")
     assert result.stdout.split()[-3:] == ["False", "False", "True"], result.stderr

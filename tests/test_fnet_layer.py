@@ -36,9 +36,9 @@ def test_compile_fullgraph_no_graph_break():
 
 
 def test_autocast_bf16_layer_at_196_tokens():
-    # Under autocast the Fourier mixing stays in float32 (like torch.fft in the reference); with
-    # autograd recording, only the FFN's Linears (channel_mlp) run in bf16, so the residual stream
-    # and the output are float32. Without it the whole post-norm sub-layer stays in float32.
+    # Under autocast the Fourier mixing stays in float32 (like torch.fft in the reference), and so
+    # does the post-norm feed-forward sub-layer (its output is LN2's, float32 under autocast): the
+    # residual stream and the output are float32, with or without autograd recording.
     ref, fused = pair(dim=64, hidden=128)
     x = torch.randn(2, 196, 64)
     assert_autocast_bf16(ref, fused, x, torch.float32)
@@ -46,18 +46,21 @@ def test_autocast_bf16_layer_at_196_tokens():
         assert_autocast_bf16(ref, fused, x, torch.float32)
 
 
-def test_inference_runs_the_postnorm_op(monkeypatch):
-    """Without autograd the feed-forward sub-layer is one channel_mixing_postnorm call (and matches)."""
+def test_feed_forward_runs_the_postnorm_op(monkeypatch):
+    """The feed-forward sub-layer is one channel_mixing_postnorm call, with or without autograd; when
+    autograd records, the call goes through the op's training forward, which saves activations."""
     import mixerkern.layers.fnet as fnet
-    calls, op = [], fnet.channel_mixing_postnorm
+    from mixerkern.ops import channel_mixing_postnorm as op
+    calls, train_calls, train_op = [], [], op.train_op
     monkeypatch.setattr(fnet, "channel_mixing_postnorm", lambda *a, **k: calls.append(1) or op(*a, **k))
+    monkeypatch.setattr(op, "train_op", lambda *a: train_calls.append(1) or train_op(*a))
     ref, fused = pair(dim=100, hidden=37)
     x = torch.randn(3, 196, 100)
     with torch.no_grad():
         assert rel_err(fused(x), ref(x)) <= 1e-5
-    assert calls == [1]
-    fused(x)  # parameters require grad: autograd records, so channel_mlp + add + LN instead
-    assert calls == [1]
+    assert calls == [1] and train_calls == []
+    fused(x).sum().backward()  # parameters require grad: autograd records
+    assert calls == [1, 1] and train_calls == [1]
 
 
 def test_dropout_uses_layer_seed_and_eval_disables_it():

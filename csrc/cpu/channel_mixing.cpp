@@ -5,7 +5,9 @@
 #include "mixing_op.h"
 
 TORCH_LIBRARY_IMPL(mixerkern, CPU, m) {
+  using mixerkern::cpu::MixingForm;
   using mixerkern::cpu::MixingKind;
   m.impl("channel_mixing", &mixerkern::cpu::mixing_forward_op<MixingKind::Channel>);
+  m.impl("channel_mixing_train", &mixerkern::cpu::mixing_forward_op<MixingKind::Channel, MixingForm::Block, true>);
   m.impl("channel_mixing_backward", &mixerkern::cpu::mixing_backward_op<MixingKind::Channel>);
 }

@@ -1,6 +1,7 @@
 // Channel mixing on blocks of R rows (tokens) of the (B*P, D) activation matrix, H = channel_hidden:
 //   U = LN(X)    A = GELU(U W1^T + b1) (R x H)    out = X + Drop(A W2^T + b2)
-// Backward recomputes U and A and regenerates the dropout mask:
+// Backward recomputes U, A = GELU(H) from H (saved by a training step's forward, else recomputed
+// by a GEMM) and regenerates the dropout mask:
 //   dZ = G * mask                 dW2 += dZ^T A     db2 += colsum(dZ)
 //   dH = (dZ W2) * GELU'(H)       dW1 += dH^T U     db1 += colsum(dH)
 //   dU = dH W1                    dX = G + LN^T(dU)
@@ -9,7 +10,7 @@
 // The post-norm form (channel_mixing_postnorm, FNet's feed-forward sub-layer) normalizes after the
 // residual instead of before the MLP:
 //   A = GELU(X W1^T + b1)    Z = X + Drop(A W2^T + b2)    out = LN(Z)
-// Its backward recomputes Z too (one GEMM more than saving it, but the op saves only its inputs):
+// A training step's forward saves Z next to H; without them the backward recomputes both (two GEMMs):
 //   dZ = LN^T(G), then the bare form's backward with G := dZ, and dX = dZ + dU.
 #pragma once
 #include "token_mixing_kernels.h"
@@ -48,9 +49,12 @@ void channel_postnorm_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));
     const T* x = a.x + r0 * D;
+    S* saved = a.saved ? a.saved + r0 * (H + D) : nullptr;  // rows of [H | Z]
     gemm<V>(R, H, D, as_compute<V>(x, int64_t(R) * D, z), D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+    if (saved) copy_rows(act, H, saved, H + D, R, H);
     gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
     gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, int64_t(R) * D, true});
+    if (saved) copy_rows(z, D, saved + H, H + D, R, D);
     normalize_rows<V>(z, R, D, a.eps, a.ln_w, a.ln_b, a.out + r0 * D);
   }
 }
@@ -78,9 +82,16 @@ void channel_postnorm_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk
     const T* x = a.x + r0 * D;
     const S* ux = as_compute<V>(x, int64_t(R) * D, u);
     const S* gout = as_compute<V>(a.grad_out + r0 * D, int64_t(R) * D, gs);
-    gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
-    gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
-    gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, 0, true});
+    if (a.saved) {
+      const S* saved = a.saved + r0 * (H + D);
+      copy_rows(saved, H + D, act, H, R, H);
+      copy_rows(saved + H, H + D, z, D, R, D);
+      gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
+    } else {
+      gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+      gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
+      gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, 0, true});
+    }
     for (int r = 0; r < R; ++r) {
       const int64_t o = int64_t(r) * D;
       S mean, rstd;
@@ -115,6 +126,7 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
     T* out = a.out + r0 * D;
     const S* ux = mlp_input<V>(a, x, R, D, u);
     gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
+    if (a.saved) std::memcpy(a.saved + r0 * H, act, sizeof(S) * size_t(R) * H);
     gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
     gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D,
                                                                   a.form == MixingForm::Block});
@@ -153,7 +165,8 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
         v.store(dz + r * D + d, m);
       }
     }
-    gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+    if (a.saved) std::memcpy(act, a.saved + r0 * H, sizeof(S) * size_t(R) * H);
+    else gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
     gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
     channel_mlp_backward_block<V>(a, R, dz, act, dh, ux, g, StoreTo<V>{du, D});
     mlp_input_grad<V>(a, x, du, gout, R, D, mean, rstd, g, a.out + r0 * D);

@@ -9,6 +9,7 @@ TORCH_LIBRARY_IMPL(mixerkern, CPU, m) {
   using mixerkern::cpu::MixingForm;
   using mixerkern::cpu::MixingKind;
   m.impl("channel_mixing_postnorm", &mixerkern::cpu::mixing_forward_op<MixingKind::Channel, MixingForm::PostNorm>);
+  m.impl("channel_mixing_postnorm_train", &mixerkern::cpu::mixing_forward_op<MixingKind::Channel, MixingForm::PostNorm, true>);
   m.impl("channel_mixing_postnorm_backward",
          &mixerkern::cpu::mixing_backward_op<MixingKind::Channel, MixingForm::PostNorm>);
 }

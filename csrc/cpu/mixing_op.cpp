@@ -84,6 +84,14 @@ template <class T> const MixingKernels<T>& kernels_for(MixingKind kind) {
   return kind == MixingKind::Token ? ops->token : ops->channel;
 }
 
+// What a training step's forward saves for the backward (mixing_params.h): compute type, shaped as x
+// with the mixed axis replaced (token: (B, H, D); channel: (B, P, H), or (B, P, H + D) post-norm).
+std::vector<int64_t> saved_shape(MixingKind kind, MixingForm form, const at::Tensor& x, int64_t H) {
+  if (kind == MixingKind::Token) return {x.size(0), H, x.size(2)};
+  return {x.size(0), x.size(1), channel_saved_cols(int(x.size(2)), int(H), form)};
+}
+at::ScalarType compute_dtype(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
 template <class T> int64_t units(MixingKind kind, const MixingArgs<T>& a) {
   return kind == MixingKind::Token ? token_units(a.batch, a.patches, a.dim) : channel_units(a.batch, a.patches, a.dim);
 }
@@ -110,36 +118,53 @@ void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double 
 
 }  // namespace
 
-at::Tensor mixing_forward(MixingKind kind, MixingForm form, const at::Tensor& x_in, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
-                          const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, const at::Tensor& fc2_weight,
-                          const at::Tensor& fc2_bias, double eps, c10::string_view approximate, double dropout_p,
-                          const std::optional<at::Tensor>& seed) {
+std::tuple<at::Tensor, at::Tensor> mixing_forward(MixingKind kind, MixingForm form, bool save, const at::Tensor& x_in,
+                                                  const at::Tensor& ln_weight, const at::Tensor& ln_bias,
+                                                  const at::Tensor& fc1_weight, const at::Tensor& fc1_bias,
+                                                  const at::Tensor& fc2_weight, const at::Tensor& fc2_bias, double eps,
+                                                  c10::string_view approximate, double dropout_p,
+                                                  const std::optional<at::Tensor>& seed) {
   const Params p{form, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
   check_inputs(kind, x_in, p, approximate, dropout_p);
   const at::Tensor x = x_in.contiguous();
   at::Tensor out = at::empty_like(x);
-  if (x.numel() == 0) return out;
+  at::Tensor saved = save ? at::empty(saved_shape(kind, form, x, fc1_weight.size(0)), x.options().dtype(compute_dtype(x)))
+                          : at::empty({0}, x.options());
+  if (x.numel() == 0) return {out, saved};
   run_parallel(
       kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/false,
       [&](auto& a) {
         using T = std::remove_const_t<std::remove_pointer_t<decltype(a.x)>>;
         a.x = data<T>(x);
         a.out = data<T>(out);
+        if (save) a.saved = saved.data_ptr<compute_t<T>>();
       },
       [&](const auto& a, const auto& k, int64_t u0, int64_t u1, auto* buf) { k.forward(a, u0, u1, buf); });
-  return out;
+  return {out, saved};
 }
 
 MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& grad_out, const at::Tensor& x_in,
                             const at::Tensor& ln_weight, const at::Tensor& ln_bias, const at::Tensor& fc1_weight,
                             const at::Tensor& fc1_bias, const at::Tensor& fc2_weight, const at::Tensor& fc2_bias,
                             double eps, c10::string_view approximate, double dropout_p,
-                            const std::optional<at::Tensor>& seed) {
+                            const std::optional<at::Tensor>& seed, const std::optional<at::Tensor>& saved_in) {
   const Params p{form, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
   check_inputs(kind, x_in, p, approximate, dropout_p);
   TORCH_CHECK(grad_out.sizes() == x_in.sizes() && grad_out.scalar_type() == x_in.scalar_type(),
               "mixerkern.", op_name(kind, form), "_backward: grad_out must match x in shape and dtype, got ",
               shape_str(grad_out.sizes()), " ", grad_out.scalar_type());
+  // An empty `saved` (what the CUDA kernels' forward returns) means: recompute.
+  const bool use_saved = saved_in.has_value() && saved_in->numel() > 0;
+  at::Tensor saved;
+  if (use_saved) {
+    const auto expected = saved_shape(kind, form, x_in, fc1_weight.size(0));
+    TORCH_CHECK(saved_in->sizes() == at::IntArrayRef(expected) && saved_in->scalar_type() == compute_dtype(x_in) &&
+                    saved_in->device().is_cpu(),
+                "mixerkern.", op_name(kind, form), "_backward: saved must be what ", op_name(kind, form),
+                "_train returned for this x: shape ", shape_str(expected), ", ", compute_dtype(x_in), " on the CPU; got ",
+                shape_str(saved_in->sizes()), ", ", saved_in->scalar_type(), " on ", saved_in->device());
+    saved = saved_in->contiguous();
+  }
   const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
   at::Tensor dx = at::empty_like(x);
   const int64_t D = x.size(2), H = fc1_weight.size(0), n1 = fc1_weight.numel(), n2 = fc2_weight.numel();
@@ -155,6 +180,7 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
           a.x = data<T>(x);
           a.grad_out = data<T>(g);
           a.out = data<T>(dx);
+          if (use_saved) a.saved = saved.data_ptr<compute_t<T>>();
         },
         [&](const auto& a, const auto& k, int64_t u0, int64_t u1, auto* buf) {
           using S = std::remove_pointer_t<decltype(buf)>;

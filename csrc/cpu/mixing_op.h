@@ -14,49 +14,57 @@ enum class MixingKind { Token, Channel };  // the MLP mixes the patch axis or th
 
 using MixingGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-at::Tensor mixing_forward(MixingKind kind, MixingForm form, const at::Tensor& x, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
-                          const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, const at::Tensor& fc2_weight,
-                          const at::Tensor& fc2_bias, double eps, c10::string_view approximate, double dropout_p,
-                          const std::optional<at::Tensor>& seed);
+// save: also return what the backward would otherwise recompute (mixing_params.h), else an empty tensor.
+std::tuple<at::Tensor, at::Tensor> mixing_forward(MixingKind kind, MixingForm form, bool save, const at::Tensor& x,
+                                                  const at::Tensor& ln_weight, const at::Tensor& ln_bias,
+                                                  const at::Tensor& fc1_weight, const at::Tensor& fc1_bias,
+                                                  const at::Tensor& fc2_weight, const at::Tensor& fc2_bias, double eps,
+                                                  c10::string_view approximate, double dropout_p,
+                                                  const std::optional<at::Tensor>& seed);
 
+// saved: the forward's saved activations, or none/empty to recompute them.
 MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& grad_out, const at::Tensor& x,
                             const at::Tensor& ln_weight, const at::Tensor& ln_bias, const at::Tensor& fc1_weight,
                             const at::Tensor& fc1_bias, const at::Tensor& fc2_weight, const at::Tensor& fc2_bias,
                             double eps, c10::string_view approximate, double dropout_p,
-                            const std::optional<at::Tensor>& seed);
+                            const std::optional<at::Tensor>& seed, const std::optional<at::Tensor>& saved);
 
 // The op-schema signatures (mixerkern/ops/_fused_op.py), bound to one kind and form: what <op>.cpp
-// registers. Block and PostNorm share a schema (LN parameters and eps); BareMlp has neither.
-template <MixingKind K, MixingForm F = MixingForm::Block>
-at::Tensor mixing_forward_op(const at::Tensor& x, const at::Tensor& ln_w, const at::Tensor& ln_b, const at::Tensor& w1,
-                             const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, double eps,
-                             c10::string_view approximate, double p, const std::optional<at::Tensor>& seed) {
+// registers for <op>, <op>_train and <op>_backward. Block and PostNorm share a schema (LN
+// parameters and eps); BareMlp has neither.
+template <MixingKind K, MixingForm F = MixingForm::Block, bool kSave = false>
+auto mixing_forward_op(const at::Tensor& x, const at::Tensor& ln_w, const at::Tensor& ln_b, const at::Tensor& w1,
+                       const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, double eps,
+                       c10::string_view approximate, double p, const std::optional<at::Tensor>& seed) {
   static_assert(F != MixingForm::PostNorm || K == MixingKind::Channel, "only the channel MLP has a post-norm kernel");
-  return mixing_forward(K, F, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
+  auto result = mixing_forward(K, F, kSave, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
+  if constexpr (kSave) return result;
+  else return std::get<0>(result);
 }
 
 template <MixingKind K, MixingForm F = MixingForm::Block>
 MixingGrads mixing_backward_op(const at::Tensor& g, const at::Tensor& x, const at::Tensor& ln_w, const at::Tensor& ln_b,
                                const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
                                double eps, c10::string_view approximate, double p,
-                               const std::optional<at::Tensor>& seed) {
-  return mixing_backward(K, F, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
+                               const std::optional<at::Tensor>& seed, const std::optional<at::Tensor>& saved) {
+  return mixing_backward(K, F, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed, saved);
 }
 
 // The bare MLPs' schemas: no LayerNorm parameters, no eps; the backward has no LN gradients.
-template <MixingKind K>
-at::Tensor mlp_forward_op(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                          const at::Tensor& b2, c10::string_view approximate, double p,
-                          const std::optional<at::Tensor>& seed) {
-  return mixing_forward(K, MixingForm::BareMlp, x, {}, {}, w1, b1, w2, b2, 0.0, approximate, p, seed);
+template <MixingKind K, bool kSave = false>
+auto mlp_forward_op(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                    const at::Tensor& b2, c10::string_view approximate, double p,
+                    const std::optional<at::Tensor>& seed) {
+  return mixing_forward_op<K, MixingForm::BareMlp, kSave>(x, {}, {}, w1, b1, w2, b2, 0.0, approximate, p, seed);
 }
 
 template <MixingKind K>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_backward_op(
     const at::Tensor& g, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-    const at::Tensor& b2, c10::string_view approximate, double p, const std::optional<at::Tensor>& seed) {
+    const at::Tensor& b2, c10::string_view approximate, double p, const std::optional<at::Tensor>& seed,
+    const std::optional<at::Tensor>& saved) {
   auto [dx, dlnw, dlnb, dw1, db1, dw2, db2] =
-      mixing_backward(K, MixingForm::BareMlp, g, x, {}, {}, w1, b1, w2, b2, 0.0, approximate, p, seed);
+      mixing_backward(K, MixingForm::BareMlp, g, x, {}, {}, w1, b1, w2, b2, 0.0, approximate, p, seed, saved);
   return {dx, dw1, db1, dw2, db2};
 }
 

@@ -39,6 +39,10 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   const S *w1t = nullptr, *w2t = nullptr;  // their transposes
   S eps = S(1e-6);
   MixingForm form = MixingForm::Block;  // ln_w / ln_b / eps are unused by BareMlp
+  // The activations the backward would otherwise recompute with GEMMs (null: recompute them).
+  // The forward of a training step writes them, its backward reads them (layout: see
+  // channel_saved_cols).
+  S* saved = nullptr;
 };
 
 // One thread's partial parameter gradients (compute type), laid out as ParamGradLayout says.
@@ -135,6 +139,11 @@ inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form)
   if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
   return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
 }
+// Per work unit, what MixingArgs::saved holds: token mixing, H = W1 U + b1 of the sample (H x D);
+// channel mixing, the rows' H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the
+// sum Z that its LayerNorm normalizes (row stride H + D).
+inline int channel_saved_cols(int D, int H, MixingForm form) { return H + (form == MixingForm::PostNorm ? D : 0); }
+
 inline size_t round_to_lanes(size_t n) { return (n + 15) / 16 * 16; }  // keeps sub-buffers 64-byte aligned
 // Fourier mixing: z, the mixed sample (tokens x dim), and the GEMM path's Y (tokens x 2H), P and Q
 // (tokens x H), plus rows and per-row statistics; the backward also holds dv and X in fp32.

@@ -35,30 +35,47 @@ class FusedOp:
     ``expected_shapes(x_shape, param_shapes)`` returns the shape each parameter must have (a dict
     keyed by parameter name), or raises ValueError when x itself cannot be valid; ``output_shape``
     maps x's shape to the output's. ``normalized`` says whether the op has a LayerNorm (and so an
-    ``eps``), ``activation`` whether it has a GELU and dropout (and so the settings for them). ``autocast``: whether autocast runs the op in its lower precision, as
-    it does Linear. ``reference`` is the plain-PyTorch math (mixerkern.reference.functional),
-    called as ``reference(x, *params, **op.reference_kwargs(...))``.
+    ``eps``), ``activation`` whether it has a GELU and dropout (and so the settings for them).
+    ``autocast``: whether autocast runs the op in its lower precision, as it does Linear.
+    ``reference`` is the plain-PyTorch math (mixerkern.reference.functional), called as
+    ``reference(x, *params, **op.reference_kwargs(...))``.
+
+    ``saved_shape(x_shape, hidden)``, for the MLP ops, gives the shape of the activations a training
+    step's forward saves so that the backward need not recompute them with GEMMs. Such an op also
+    gets ``<name>_train``, the same forward returning ``(out, saved)``, which the functional entry
+    point calls whenever autograd records; its backward passes ``saved`` on to ``<name>_backward``.
+    The C++ kernels save the activations in fp32 (fp64 for fp64 x); the CUDA kernels and the
+    reference fallback return an empty ``saved``, which tells the backward to recompute.
     """
 
     def __init__(self, name: str, param_names: tuple[str, ...], reference: Callable, expected_shapes: Callable,
                  layout: str, output_shape: Callable = tuple, activation: bool = True, normalized: bool = True,
-                 autocast: bool = True):
+                 autocast: bool = True, saved_shape: Callable | None = None):
         self.name, self.param_names, self.reference = name, param_names, reference
         self.expected_shapes, self.output_shape, self.activation = expected_shapes, output_shape, activation
-        self.normalized, self.autocast = normalized, autocast
+        self.normalized, self.autocast, self.saved_shape = normalized, autocast, saved_shape
         self.layout = layout  # human-readable layout of x and the weights, for error messages
+        self._fallback = False  # the reference CPU kernels are registered (they save nothing)
         settings = [_EPS_SETTING] * normalized + [_ACTIVATION_SETTINGS] * activation
         self.num_scalars = normalized + 2 * activation  # settings before the seed tensor
         args = ", ".join(["Tensor x", *("Tensor " + p for p in param_names), *settings])
         grads = ", ".join(["Tensor"] * (1 + len(param_names)))
+        saved_arg = ", Tensor? saved=None" if saved_shape else ""
         LIB.define(f"{name}({args}) -> Tensor")
-        LIB.define(f"{name}_backward(Tensor grad_out, {args}) -> ({grads})")
+        LIB.define(f"{name}_backward(Tensor grad_out, {args}{saved_arg}) -> ({grads})")
         self.forward_op = getattr(torch.ops.mixerkern, name).default
         self.backward_op = getattr(torch.ops.mixerkern, f"{name}_backward").default
         torch.library.register_fake(f"mixerkern::{name}", self._fake_forward, lib=LIB)
         torch.library.register_fake(f"mixerkern::{name}_backward", self._fake_backward, lib=LIB)
         torch.library.register_autograd(f"mixerkern::{name}", self._backward,
                                         setup_context=self._setup_context, lib=LIB)
+        self.train_op = None
+        if saved_shape:
+            LIB.define(f"{name}_train({args}) -> (Tensor, Tensor)")
+            self.train_op = getattr(torch.ops.mixerkern, f"{name}_train").default
+            torch.library.register_fake(f"mixerkern::{name}_train", self._fake_train, lib=LIB)
+            torch.library.register_autograd(f"mixerkern::{name}_train", self._backward,
+                                            setup_context=self._setup_context, lib=LIB)
 
     # ---- argument checks (the C++ kernels repeat them with TORCH_CHECK) -------------------------
     def check(self, x, params, approximate="none", dropout_p=0.0):
@@ -112,21 +129,35 @@ class FusedOp:
         self.check(x, params, approximate, dropout_p)
         return x.new_empty(self.output_shape(tuple(x.shape)))
 
+    def _fake_train(self, x, *rest):
+        out = self._fake_forward(x, *rest)
+        if x.device.type != "cpu" or self._fallback:
+            return out, x.new_empty(0)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return out, x.new_empty(self.saved_shape(tuple(x.shape), rest[self.param_names.index("fc1_weight")].shape[0]),
+                                dtype=dtype)
+
     def _fake_backward(self, grad_out, x, *rest):
-        params, _ = self._split(rest)
+        params = rest[:len(self.param_names)]
         return (torch.empty_like(x, memory_format=torch.contiguous_format), *(torch.empty_like(p) for p in params))
 
-    # ---- autograd: the backward kernel recomputes LN/GELU and regenerates the dropout mask -------
+    # ---- autograd: the backward kernel recomputes LN (and GELU from its saved input, if the
+    # training forward saved it) and regenerates the dropout mask --------------------------------
     def _setup_context(self, ctx, inputs, output):
         n = 1 + len(self.param_names)
-        ctx.save_for_backward(*inputs[:n], *inputs[n + self.num_scalars:])  # x, params, the dropout seed if any
+        extra = inputs[n + self.num_scalars:]  # the dropout seed, if any
+        if isinstance(output, tuple):  # <name>_train: (out, saved activations)
+            ctx.mark_non_differentiable(output[1])
+            extra = (*extra, output[1])
+        ctx.save_for_backward(*inputs[:n], *extra)
         ctx.scalars = inputs[n:n + self.num_scalars]  # [eps][, approximate, dropout_p]
+        ctx.num_inputs = len(inputs)
 
-    def _backward(self, ctx, grad_out):
+    def _backward(self, ctx, grad_out, *_grad_saved):
         saved = ctx.saved_tensors
         n = 1 + len(self.param_names)
         grads = self.backward_op(grad_out.contiguous(), *saved[:n], *ctx.scalars, *saved[n:])
-        return (*grads, *[None] * (len(ctx.scalars) + len(saved) - n))
+        return (*grads, *[None] * (ctx.num_inputs - n))
 
     # ---- reference kernels, used only when the compiled CPU kernels could not be loaded ----------
     def _reference_forward(self, x, *rest):
@@ -142,14 +173,23 @@ class FusedOp:
             out = self._reference_forward(*inputs, *rest[n:])
         return torch.autograd.grad(out, inputs, grad_out)
 
+    def _kernels_saving_nothing(self, forward: Callable, backward: Callable) -> dict:
+        """{op name: kernel} for devices whose kernels recompute: <name>_train returns an empty saved."""
+        kernels = {self.name: forward, f"{self.name}_backward": backward}
+        if self.saved_shape:
+            kernels[f"{self.name}_train"] = lambda x, *rest: (forward(x, *rest), x.new_empty(0))
+            kernels[f"{self.name}_backward"] = lambda *args: backward(*args[:-1])
+        return kernels
+
     def register_reference_cpu_kernels(self, reason: str):
         def warned(fn):
             def kernel(*args):
                 warn_fallback_once(reason)
                 return fn(*args)
             return kernel
-        LIB.impl(self.name, warned(self._reference_forward), "CPU")
-        LIB.impl(f"{self.name}_backward", warned(self._reference_backward), "CPU")
+        self._fallback = True
+        for name, kernel in self._kernels_saving_nothing(self._reference_forward, self._reference_backward).items():
+            LIB.impl(name, warned(kernel), "CPU")
 
     # ---- CUDA kernels: Triton, imported at the first call on a CUDA tensor -------------------------
     def register_triton_cuda_kernels(self):
@@ -159,8 +199,8 @@ class FusedOp:
                 kernels = _triton_kernels(self.name)
                 return getattr(kernels, entry)(*(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args))
             return run
-        LIB.impl(self.name, kernel("forward"), "CUDA")
-        LIB.impl(f"{self.name}_backward", kernel("backward"), "CUDA")
+        for name, fn in self._kernels_saving_nothing(kernel("forward"), kernel("backward")).items():
+            LIB.impl(name, fn, "CUDA")
 
     # ---- functional entry point -------------------------------------------------------------------
     def __call__(self, x, *params, eps: float | None = None, approximate: str = "none", dropout_p: float = 0.0):
@@ -179,7 +219,10 @@ class FusedOp:
         self.check(x, params, approximate, dropout_p)  # clear errors before dispatch picks a device
         seed = _dropout.draw_seed() if self.activation and dropout_p > 0 else None
         eps = 1e-6 if eps is None else float(eps)
-        return self.forward_op(x, *params, *self.settings(eps, approximate, float(dropout_p), seed))
+        settings = self.settings(eps, approximate, float(dropout_p), seed)
+        if self.train_op is not None and torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
+            return self.train_op(x, *params, *settings)[0]
+        return self.forward_op(x, *params, *settings)
 
 
 @functools.lru_cache(maxsize=None)

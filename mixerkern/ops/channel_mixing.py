@@ -15,5 +15,11 @@ def expected_shapes(x_shape, shapes):
                 fc2_weight=(dim, hidden), fc2_bias=(dim,))
 
 
+def saved_shape(x_shape, hidden):
+    """A training step's saved activations: fc1's output U W1^T + b1 per token (channel_hidden)."""
+    return (*x_shape[:2], hidden)
+
+
 channel_mixing = FusedOp("channel_mixing", MLP_PARAMS, reference.channel_mixing, expected_shapes,
-                         layout="(B, num_patches, dim) with fc1_weight (channel_hidden, dim)")
+                         layout="(B, num_patches, dim) with fc1_weight (channel_hidden, dim)",
+                         saved_shape=saved_shape)

@@ -7,10 +7,17 @@ from ..reference import functional as reference
 from ._fused_op import MLP_PARAMS, FusedOp
 from .channel_mixing import expected_shapes
 
+
+def _saved_shape(x_shape, hidden):
+    """A training step's saved activations, per token: fc1's output (hidden), then the sum that LN
+    normalizes (dim)."""
+    return (*x_shape[:2], hidden + x_shape[2])
+
+
 channel_mixing_postnorm = FusedOp("channel_mixing_postnorm", MLP_PARAMS, reference.channel_mixing_postnorm,
                                   expected_shapes, layout="(B, tokens, dim) with fc1_weight (hidden, dim)",
                                   # Its output is LN2's, which autocast keeps in fp32, as it does the
                                   # residual stream: so the op stays in x's precision, as fourier_mixing
                                   # does (LN weight/bias gradients summed over B*P rows suffer most from
                                   # bf16). Explicit bf16 inputs run in bf16.
-                                  autocast=False)
+                                  autocast=False, saved_shape=_saved_shape)

@@ -5,6 +5,7 @@ CPU kernel: csrc/cpu/channel_mlp.cpp (math in csrc/cpu/channel_mixing_kernels.h)
 """
 from ..reference import functional as reference
 from ._fused_op import FusedOp
+from .channel_mixing import saved_shape
 from .token_mlp import MLP_ONLY_PARAMS
 
 
@@ -16,4 +17,4 @@ def _expected_shapes(x_shape, shapes):
 
 
 channel_mlp = FusedOp("channel_mlp", MLP_ONLY_PARAMS, reference.channel_mlp, _expected_shapes, normalized=False,
-                      layout="(B, rows, cols) with fc1_weight (hidden, cols)")
+                      layout="(B, rows, cols) with fc1_weight (hidden, cols)", saved_shape=saved_shape)

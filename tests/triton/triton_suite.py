@@ -95,7 +95,23 @@ class TritonOpSuite:
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             x, params = self.inputs(self.shapes[0], dtype, device)
             leaves = [t.requires_grad_() for t in (x, *params)]
-            torch.library.opcheck(self.op.forward_op, (*leaves, *self.op.settings(1e-6, "none", 0.1, draw_seed())))
+            for op in [self.op.forward_op] + [self.op.train_op] * (self.op.train_op is not None):
+                torch.library.opcheck(op, (*leaves, *self.op.settings(1e-6, "none", 0.1, draw_seed())))
+
+    def test_training_forward_saves_nothing_on_cuda(self, device):
+        """The CUDA kernels recompute in the backward: <op>_train returns an empty ``saved``, and
+        the op's public entry point (which calls it whenever autograd records) still matches."""
+        if device != "cuda" or self.op.train_op is None:
+            pytest.skip("needs a CUDA device and an op with a training forward")
+        x, params = self.inputs(self.shapes[0], torch.float32, device)
+        settings = self.op.settings()
+        out, saved = self.op.train_op(x, *params, *settings)
+        assert saved.numel() == 0 and torch.equal(out, self.op.forward_op(x, *params, *settings))
+        grad_out = random_grad_out(self.op, x)
+        _, grads = run_with_grads(self.op, x, params, grad_out)
+        _, ref_grads = run_with_grads(self.op.reference, x, params, grad_out, **self.op.reference_kwargs())
+        for g, r in zip(grads, ref_grads):
+            assert rel_err(g, r) <= FP32_GRAD_RTOL
 
     def test_float64_is_refused_on_cuda_by_name(self, device):
         if device != "cuda":
