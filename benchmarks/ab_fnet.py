@@ -4,7 +4,8 @@ Run as ``python benchmarks/ab_fnet.py [threads]``: the variants alternate call b
 machine slows them alike and the ratios stay meaningful (see RESULTS.md). The sub-layer is
 ``LN2(y + Drop(fc2(GELU(fc1(y)))))``, timed three ways: torch's Linear/GELU/Dropout/add/LayerNorm
 (eager); the fused ``channel_mlp`` then torch's add and LayerNorm (mlp+add+LN, FusedFNetLayer's
-choice when autograd records); the fused ``channel_mixing_postnorm`` (postnorm, its choice without).
+choice in training until the ops saved fc1's output); the fused ``channel_mixing_postnorm`` (postnorm,
+its choice now, with and without autograd).
 """
 import sys
 import time

@@ -9,5 +9,5 @@ TORCH_LIBRARY_IMPL(mixerkern, CPU, m) {
   using mixerkern::cpu::MixingKind;
   m.impl("channel_mixing", &mixerkern::cpu::mixing_forward_op<MixingKind::Channel>);
   m.impl("channel_mixing_train", &mixerkern::cpu::mixing_forward_op<MixingKind::Channel, MixingForm::Block, true>);
-  m.impl("channel_mixing_backward", &mixerkern::cpu::mixing_backward_op<MixingKind::Channel>);
+  m.impl("channel_mixing_backward", &mixerkern::cpu::mixing_backward_saved_op<MixingKind::Channel>);
 }

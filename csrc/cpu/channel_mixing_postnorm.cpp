@@ -11,5 +11,5 @@ TORCH_LIBRARY_IMPL(mixerkern, CPU, m) {
   m.impl("channel_mixing_postnorm", &mixerkern::cpu::mixing_forward_op<MixingKind::Channel, MixingForm::PostNorm>);
   m.impl("channel_mixing_postnorm_train", &mixerkern::cpu::mixing_forward_op<MixingKind::Channel, MixingForm::PostNorm, true>);
   m.impl("channel_mixing_postnorm_backward",
-         &mixerkern::cpu::mixing_backward_op<MixingKind::Channel, MixingForm::PostNorm>);
+         &mixerkern::cpu::mixing_backward_saved_op<MixingKind::Channel, MixingForm::PostNorm>);
 }

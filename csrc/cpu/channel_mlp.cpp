@@ -8,5 +8,5 @@ TORCH_LIBRARY_IMPL(mixerkern, CPU, m) {
   using mixerkern::cpu::MixingKind;
   m.impl("channel_mlp", &mixerkern::cpu::mlp_forward_op<MixingKind::Channel>);
   m.impl("channel_mlp_train", &mixerkern::cpu::mlp_forward_op<MixingKind::Channel, true>);
-  m.impl("channel_mlp_backward", &mixerkern::cpu::mlp_backward_op<MixingKind::Channel>);
+  m.impl("channel_mlp_backward", &mixerkern::cpu::mlp_backward_saved_op<MixingKind::Channel>);
 }

@@ -84,10 +84,10 @@ template <class T> const MixingKernels<T>& kernels_for(MixingKind kind) {
   return kind == MixingKind::Token ? ops->token : ops->channel;
 }
 
-// What a training step's forward saves for the backward (mixing_params.h): compute type, shaped as x
-// with the mixed axis replaced (token: (B, H, D); channel: (B, P, H), or (B, P, H + D) post-norm).
+// What a channel-mixing training step's forward saves for the backward (mixing_params.h), in the
+// compute type: (B, P, H), or (B, P, H + D) in the post-norm form. Token mixing saves nothing.
 std::vector<int64_t> saved_shape(MixingKind kind, MixingForm form, const at::Tensor& x, int64_t H) {
-  if (kind == MixingKind::Token) return {x.size(0), H, x.size(2)};
+  TORCH_CHECK(kind == MixingKind::Channel, "mixerkern: only the channel-mixing kernels save activations");
   return {x.size(0), x.size(1), channel_saved_cols(int(x.size(2)), int(H), form)};
 }
 at::ScalarType compute_dtype(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }

@@ -37,17 +37,28 @@ auto mixing_forward_op(const at::Tensor& x, const at::Tensor& ln_w, const at::Te
                        const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, double eps,
                        c10::string_view approximate, double p, const std::optional<at::Tensor>& seed) {
   static_assert(F != MixingForm::PostNorm || K == MixingKind::Channel, "only the channel MLP has a post-norm kernel");
+  static_assert(!kSave || K == MixingKind::Channel, "only the channel MLP saves activations");
   auto result = mixing_forward(K, F, kSave, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed);
   if constexpr (kSave) return result;
   else return std::get<0>(result);
+}
+
+// The channel ops' backward schemas end in `Tensor? saved` (what <op>_train saved); the token ops' do not.
+template <MixingKind K, MixingForm F = MixingForm::Block>
+MixingGrads mixing_backward_saved_op(const at::Tensor& g, const at::Tensor& x, const at::Tensor& ln_w,
+                                     const at::Tensor& ln_b, const at::Tensor& w1, const at::Tensor& b1,
+                                     const at::Tensor& w2, const at::Tensor& b2, double eps,
+                                     c10::string_view approximate, double p, const std::optional<at::Tensor>& seed,
+                                     const std::optional<at::Tensor>& saved) {
+  return mixing_backward(K, F, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed, saved);
 }
 
 template <MixingKind K, MixingForm F = MixingForm::Block>
 MixingGrads mixing_backward_op(const at::Tensor& g, const at::Tensor& x, const at::Tensor& ln_w, const at::Tensor& ln_b,
                                const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
                                double eps, c10::string_view approximate, double p,
-                               const std::optional<at::Tensor>& seed, const std::optional<at::Tensor>& saved) {
-  return mixing_backward(K, F, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed, saved);
+                               const std::optional<at::Tensor>& seed) {
+  return mixing_backward(K, F, g, x, ln_w, ln_b, w1, b1, w2, b2, eps, approximate, p, seed, std::nullopt);
 }
 
 // The bare MLPs' schemas: no LayerNorm parameters, no eps; the backward has no LN gradients.
@@ -58,14 +69,22 @@ auto mlp_forward_op(const at::Tensor& x, const at::Tensor& w1, const at::Tensor&
   return mixing_forward_op<K, MixingForm::BareMlp, kSave>(x, {}, {}, w1, b1, w2, b2, 0.0, approximate, p, seed);
 }
 
+using MlpGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
 template <MixingKind K>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_backward_op(
-    const at::Tensor& g, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-    const at::Tensor& b2, c10::string_view approximate, double p, const std::optional<at::Tensor>& seed,
-    const std::optional<at::Tensor>& saved) {
+MlpGrads mlp_backward_saved_op(const at::Tensor& g, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                               const at::Tensor& w2, const at::Tensor& b2, c10::string_view approximate, double p,
+                               const std::optional<at::Tensor>& seed, const std::optional<at::Tensor>& saved) {
   auto [dx, dlnw, dlnb, dw1, db1, dw2, db2] =
       mixing_backward(K, MixingForm::BareMlp, g, x, {}, {}, w1, b1, w2, b2, 0.0, approximate, p, seed, saved);
   return {dx, dw1, db1, dw2, db2};
+}
+
+template <MixingKind K>
+MlpGrads mlp_backward_op(const at::Tensor& g, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                         const at::Tensor& w2, const at::Tensor& b2, c10::string_view approximate, double p,
+                         const std::optional<at::Tensor>& seed) {
+  return mlp_backward_saved_op<K>(g, x, w1, b1, w2, b2, approximate, p, seed, std::nullopt);
 }
 
 }}  // namespace mixerkern::cpu

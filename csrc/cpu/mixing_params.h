@@ -139,9 +139,9 @@ inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form)
   if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
   return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
 }
-// Per work unit, what MixingArgs::saved holds: token mixing, H = W1 U + b1 of the sample (H x D);
-// channel mixing, the rows' H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the
-// sum Z that its LayerNorm normalizes (row stride H + D).
+// What MixingArgs::saved holds (channel mixing only; the token kernels ignore it): per row,
+// H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the sum Z that its LayerNorm
+// normalizes (row stride H + D).
 inline int channel_saved_cols(int D, int H, MixingForm form) { return H + (form == MixingForm::PostNorm ? D : 0); }
 
 inline size_t round_to_lanes(size_t n) { return (n + 15) / 16 * 16; }  // keeps sub-buffers 64-byte aligned

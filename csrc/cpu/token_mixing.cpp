@@ -5,9 +5,7 @@
 #include "mixing_op.h"
 
 TORCH_LIBRARY_IMPL(mixerkern, CPU, m) {
-  using mixerkern::cpu::MixingForm;
   using mixerkern::cpu::MixingKind;
   m.impl("token_mixing", &mixerkern::cpu::mixing_forward_op<MixingKind::Token>);
-  m.impl("token_mixing_train", &mixerkern::cpu::mixing_forward_op<MixingKind::Token, MixingForm::Block, true>);
   m.impl("token_mixing_backward", &mixerkern::cpu::mixing_backward_op<MixingKind::Token>);
 }

@@ -7,6 +7,5 @@
 TORCH_LIBRARY_IMPL(mixerkern, CPU, m) {
   using mixerkern::cpu::MixingKind;
   m.impl("token_mlp", &mixerkern::cpu::mlp_forward_op<MixingKind::Token>);
-  m.impl("token_mlp_train", &mixerkern::cpu::mlp_forward_op<MixingKind::Token, true>);
   m.impl("token_mlp_backward", &mixerkern::cpu::mlp_backward_op<MixingKind::Token>);
 }

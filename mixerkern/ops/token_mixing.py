@@ -16,11 +16,5 @@ def _expected_shapes(x_shape, shapes):
                 fc2_weight=(patches, hidden), fc2_bias=(patches,))
 
 
-def saved_shape(x_shape, hidden):
-    """A training step's saved activations: fc1's output W1 U + b1 per sample (token_hidden x dim)."""
-    return (x_shape[0], hidden, x_shape[2])
-
-
 token_mixing = FusedOp("token_mixing", MLP_PARAMS, reference.token_mixing, _expected_shapes,
-                       layout="(B, num_patches, dim) with fc1_weight (token_hidden, num_patches)",
-                       saved_shape=saved_shape)
+                       layout="(B, num_patches, dim) with fc1_weight (token_hidden, num_patches)")

@@ -5,7 +5,6 @@ CPU kernel: csrc/cpu/token_mlp.cpp (math in csrc/cpu/token_mixing_kernels.h).
 """
 from ..reference import functional as reference
 from ._fused_op import FusedOp
-from .token_mixing import saved_shape
 
 MLP_ONLY_PARAMS = ("fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
 
@@ -18,4 +17,4 @@ def _expected_shapes(x_shape, shapes):
 
 
 token_mlp = FusedOp("token_mlp", MLP_ONLY_PARAMS, reference.token_mlp, _expected_shapes, normalized=False,
-                    layout="(B, rows, cols) with fc1_weight (hidden, rows)", saved_shape=saved_shape)
+                    layout="(B, rows, cols) with fc1_weight (hidden, rows)")
