@@ -45,6 +45,8 @@ void channel_postnorm_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1
   const Dropout drop = make_dropout(a);
   S* z = scratch;                       // R x D   X in the compute type, then Z
   S* act = z + kChannelRowBlock * D;    // R x H
+  S* w2p = act + kChannelRowBlock * H;  // W2^T in strips (see channel_mixing_forward)
+  pack_strips(a.w2t, H, D, D, w2p);
   for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));
@@ -53,7 +55,8 @@ void channel_postnorm_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1
     gemm<V>(R, H, D, as_compute<V>(x, int64_t(R) * D, z), D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
     if (saved) copy_rows(act, H, saved, H + D, R, H);
     gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
-    gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, int64_t(R) * D, true});
+    gemm<V>(R, D, H, act, H, 1, w2p, kStripCols, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, int64_t(R) * D, true},
+            int64_t(H) * kStripCols);
     if (saved) copy_rows(z, D, saved + H, H + D, R, D);
     normalize_rows<V>(z, R, D, a.eps, a.ln_w, a.ln_b, a.out + r0 * D);
   }
@@ -119,6 +122,10 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
   const Dropout drop = make_dropout(a);
   S* u = scratch;                       // R x D
   S* act = u + kChannelRowBlock * D;    // R x H
+  // fc2 reads W2^T's 64-column strips once per row tile: packed contiguous, a strip stays in L1
+  // (rows D floats apart fall into few L1 sets when D is a multiple of 256).
+  S* w2p = act + kChannelRowBlock * H;
+  pack_strips(a.w2t, H, D, D, w2p);
   for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));
@@ -128,8 +135,9 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
     gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
     if (a.saved) std::memcpy(a.saved + r0 * H, act, sizeof(S) * size_t(R) * H);
     gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
-    gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D,
-                                                                  a.form == MixingForm::Block});
+    gemm<V>(R, D, H, act, H, 1, w2p, kStripCols,
+            ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D, a.form == MixingForm::Block},
+            int64_t(H) * kStripCols);
   }
 }
 

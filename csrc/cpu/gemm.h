@@ -62,9 +62,11 @@ inline void gemm_tile(int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B,
 // process, best of 10, M = 64, GFLOP/s, unblocked -> blocked + packed): N=256 K=1024 57 -> 108,
 // N=K=768 45 -> 105, N=3072 K=768 24 -> 63, N=768 K=3072 20 -> 55 (benchmarks/RESULTS.md). A
 // version that blocked and packed every GEMM ran the cifar presets' ops (K <= 256) 2-8 % slower:
-// there the copy and the partial sums cost more than they save, so short K keeps the single pass.
+// there the copy and the partial sums cost more than they save, so K < 256 keeps the single pass,
+// and a B whose strip is already contiguous (ldb = 64, e.g. channel mixing's W1^T) is blocked
+// without the copy (channel_mixing forward at K = 256: 1.03-1.05x in a C++ A/B).
 constexpr int kBlockK = 64;
-constexpr int kBlockMinK = 512;
+constexpr int kBlockMinK = 256;
 constexpr int kChunkRows = 96;  // a multiple of kTileRows; partial sums: 96 x 64 fp32 = 24 KB on the stack
 constexpr int kPackMinRows = 4 * kTileRows;
 constexpr int kPackAhead = 8;  // rows of B prefetched ahead of the copy
@@ -76,7 +78,7 @@ inline void gemm_strip(int M, int K, const S* A, int64_t a_rs, int64_t a_cs, con
   constexpr int ldp = kTileVecs * kLanes;
   alignas(64) S part[kChunkRows * ldp];
   alignas(64) S packed[kBlockK * NV * kLanes];
-  const bool blocked = K >= kBlockMinK, pack = blocked && M >= kPackMinRows;
+  const bool blocked = K >= kBlockMinK, pack = blocked && M >= kPackMinRows && ldb != NV * kLanes;
   const int blocks = blocked ? ceil_div(K, kBlockK) : 1;
   for (int c0 = 0; c0 < M; c0 += kChunkRows) {
     const int c1 = imin(M, c0 + kChunkRows);
@@ -109,10 +111,16 @@ inline void gemm_strip(int M, int K, const S* A, int64_t a_rs, int64_t a_cs, con
   }
 }
 
+// B's columns come in strips of kStripWidth: strip s starts at B + s * b_strip, so b_strip =
+// kStripWidth is plain row-major B, and b_strip = K * kStripWidth with ldb = kStripWidth is B
+// packed strip by strip (pack_strips), each strip one contiguous K x 64 block.
+constexpr int kStripWidth = kTileVecs * kLanes;
+
 // C (M x N) = A (M x K) B (K x N), delivered to `epi` one 16-column vector at a time.
 #if defined(MK_AVX512)
 template <class V, class Epi, class S = typename V::scalar>
-void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B, int64_t ldb, Epi&& epi) {
+void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B, int64_t ldb, Epi&& epi,
+          int64_t b_strip = kStripWidth) {
   static_assert(kTileVecs == 4, "strips below are 4, 2 and 1 vectors wide");
   const typename V::Mask full = V::mask(kLanes);
   const int nvec = ceil_div(N, kLanes);
@@ -121,9 +129,10 @@ void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* 
     const int width = nvec - jv >= 4 ? 4 : nvec - jv >= 2 ? 2 : 1;
     const typename V::Mask tail = jv + width == nvec ? last : full;
     const int j0 = jv * kLanes;
-    if (width == 4) gemm_strip<4, V>(M, K, A, a_rs, a_cs, B + j0, ldb, tail, j0, epi);
-    else if (width == 2) gemm_strip<2, V>(M, K, A, a_rs, a_cs, B + j0, ldb, tail, j0, epi);
-    else gemm_strip<1, V>(M, K, A, a_rs, a_cs, B + j0, ldb, tail, j0, epi);
+    const S* Bj = B + j0 / kStripWidth * b_strip + j0 % kStripWidth;
+    if (width == 4) gemm_strip<4, V>(M, K, A, a_rs, a_cs, Bj, ldb, tail, j0, epi);
+    else if (width == 2) gemm_strip<2, V>(M, K, A, a_rs, a_cs, Bj, ldb, tail, j0, epi);
+    else gemm_strip<1, V>(M, K, A, a_rs, a_cs, Bj, ldb, tail, j0, epi);
     jv += width;
   }
 }
@@ -131,8 +140,9 @@ void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* 
 // Portable build: one output row at a time in a small buffer, loops the compiler vectorizes for
 // the baseline ISA. Far simpler to compile than register tiles of 16-lane array "vectors".
 template <class V, class Epi, class S = typename V::scalar>
-void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B, int64_t ldb, Epi&& epi) {
-  constexpr int kCols = 256;
+void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B, int64_t ldb, Epi&& epi,
+          int64_t b_strip = kStripWidth) {
+  constexpr int kCols = kStripWidth;
   S row[kCols];
   for (int j0 = 0; j0 < N; j0 += kCols) {
     const int nc = imin(kCols, N - j0);
@@ -140,7 +150,7 @@ void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* 
       for (int j = 0; j < nc; ++j) row[j] = S(0);
       for (int k = 0; k < K; ++k) {
         const S a = A[i * a_rs + k * a_cs];
-        const S* b = B + int64_t(k) * ldb + j0;
+        const S* b = B + j0 / kStripWidth * b_strip + int64_t(k) * ldb;
         for (int j = 0; j < nc; ++j) row[j] += a * b[j];
       }
       for (int j = 0; j < nc; j += kLanes) {
@@ -164,6 +174,13 @@ template <class V, class S = typename V::scalar> struct AccumulateTo {  // dst +
     (V::load(p, m) + v).store(p, m);
   }
 };
+
+// B (K x N, row stride ldb) packed strip by strip for gemm(..., ldb = kStripWidth, b_strip =
+// K * kStripWidth): dst holds ceil(N / kStripWidth) * K * kStripWidth elements.
+template <class S> void pack_strips(const S* B, int K, int N, int64_t ldb, S* dst) {
+  for (int c0 = 0; c0 < N; c0 += kStripWidth, dst += int64_t(K) * kStripWidth)
+    for (int k = 0; k < K; ++k) std::memcpy(dst + k * kStripWidth, B + k * ldb + c0, sizeof(S) * size_t(imin(kStripWidth, N - c0)));
+}
 
 // dst (cols x rows) = src (rows x cols)^T, in cache-sized blocks.
 template <class S>

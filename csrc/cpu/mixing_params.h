@@ -131,13 +131,19 @@ inline int64_t token_units(int64_t batch, int, int) { return batch; }
 inline int64_t channel_units(int64_t batch, int patches, int) {
   return (batch * patches + kChannelRowBlock - 1) / kChannelRowBlock;
 }
+// The forwards hand GEMMs some B operands packed in strips of kStripCols columns (gemm.h's
+// kStripWidth): K x N takes strip_packed_elems(K, N).
+constexpr int kStripCols = 64;
+inline int column_strips(int N) { return (N + kStripCols - 1) / kStripCols; }
+inline size_t strip_packed_elems(int K, int N) { return size_t(column_strips(N)) * K * kStripCols; }
 inline size_t token_scratch(int P, int D, int H, bool backward) {
-  return backward ? 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P) : size_t(P) * D + size_t(H) * D;
+  if (backward) return 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P);
+  return strip_packed_elems(P, D) + size_t(H) * kStripCols;  // U in strips, one strip of A
 }
 inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form) {
   const size_t R = kChannelRowBlock;
   if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
-  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
+  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H + strip_packed_elems(H, D);  // + W2^T in strips
 }
 // What MixingArgs::saved holds (channel mixing only; the token kernels ignore it): per row,
 // H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the sum Z that its LayerNorm

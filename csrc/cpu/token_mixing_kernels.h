@@ -84,6 +84,28 @@ inline const S* mlp_input(const MixingArgs<T>& a, const T* x, int rows, int n, S
   return buf;
 }
 
+// mlp_input's rows, written strip by strip: columns [s*64, s*64 + 64) of row r go to
+// dst[(s * rows + r) * 64 ...] (a narrower last strip keeps the row stride 64).
+template <class V, class T, class S = typename V::scalar>
+inline void mlp_input_strips(const MixingArgs<T>& a, const T* x, int rows, int n, S* dst) {
+  for (int r = 0; r < rows; ++r) {
+    const T* xr = x + int64_t(r) * n;
+    S mean = 0, rstd = 1;
+    const bool ln = a.form == MixingForm::Block;
+    if (ln) row_stats<V>(xr, n, a.eps, &mean, &rstd);
+    for (int c0 = 0; c0 < n; c0 += kStripCols) {
+      const int w = imin(kStripCols, n - c0);
+      S* y = dst + (int64_t(c0 / kStripCols) * rows + r) * kStripCols;
+      if (ln) row_normalize<V>(xr + c0, w, mean, rstd, a.ln_w + c0, a.ln_b + c0, y);
+      else
+        for (int j = 0; j < w; j += kLanes) {
+          const auto m = V::mask(w - j);
+          load_as(xr + c0 + j, m).store(y + j, m);
+        }
+    }
+  }
+}
+
 // dX from dU = dL/d(first GEMM operand): through the LayerNorm plus the residual's G (Block), or
 // dU itself (BareMlp).
 template <class V, class T, class S = typename V::scalar>
@@ -113,25 +135,36 @@ inline void add_column_sums(const S* src, int rows, int cols, S* acc) {
   }
 }
 
+// The forward runs the token MLP one strip of kStripCols channels at a time: channels are
+// independent once LayerNorm has made U, so A's strip (H x 64) goes from fc1 through GELU to fc2
+// while it is in L1, and LayerNorm writes U strip by strip (P x 64 contiguous) so that fc1's
+// row tiles find their B strip in L1 instead of streaming it from L2 once per tile.
+static_assert(kStripCols == kStripWidth, "token strips are GEMM column strips");
 template <class T>
 void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch) {
   using S = compute_t<T>;
   using V = Vec<S>;
   const int P = a.patches, D = a.dim, H = a.hidden;
   const Dropout drop = make_dropout(a);
-  S* u = scratch;        // P x D
-  S* act = u + P * D;    // H x D
+  S* u = scratch;                          // strips x P x kStripCols
+  S* act = u + strip_packed_elems(P, D);  // H x kStripCols
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t base = b * P * D;
     const T* x = a.x + base;
     T* out = a.out + base;
-    const S* ux = mlp_input<V>(a, x, P, D, u);
-    // A = GELU(W1 U + b1); W1(t, p) = w1t[p H + t].
-    gemm<V>(H, D, P, a.w1t, 1, H, ux, D, StoreBiased<V, true>{act, D, a.b1});
-    gelu_inplace(act, (S*)nullptr, int64_t(H) * D, a.tanh_gelu);
-    // out = X + Drop(W2 A + b2); W2(p, t) = w2t[t P + p].
-    gemm<V>(P, D, H, a.w2t, 1, P, act, D, ResidualOut<V, T, true>{x, out, D, base, a.b2, drop, int64_t(P) * D,
-                                                                   a.form == MixingForm::Block});
+    mlp_input_strips<V>(a, x, P, D, u);
+    for (int s = 0; s < column_strips(D); ++s) {
+      const int c0 = s * kStripCols, w = imin(kStripCols, D - c0);
+      // A = GELU(W1 U + b1); W1(t, p) = w1t[p H + t].
+      gemm<V>(H, w, P, a.w1t, 1, H, u + int64_t(s) * P * kStripCols, kStripCols,
+              StoreBiased<V, true>{act, kStripCols, a.b1});
+      if (w == kStripCols) gelu_inplace(act, (S*)nullptr, int64_t(H) * kStripCols, a.tanh_gelu);
+      else for (int t = 0; t < H; ++t) gelu_inplace(act + t * kStripCols, (S*)nullptr, w, a.tanh_gelu);  // not the unset lanes
+      // out = X + Drop(W2 A + b2); W2(p, t) = w2t[t P + p].
+      gemm<V>(P, w, H, a.w2t, 1, P, act, kStripCols,
+              ResidualOut<V, T, true>{x + c0, out + c0, D, base + c0, a.b2, drop, int64_t(P) * D,
+                                      a.form == MixingForm::Block});
+    }
   }
 }
 

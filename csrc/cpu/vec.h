@@ -151,34 +151,89 @@ template <int N> inline void exp512(const __m512* x, __m512* e) {
   MK_EACH(e[q] = _mm512_scalef_ps(p[q], n[q]))
 }
 
-// x[q] = GELU(x[q]) in place, and grad[q] = GELU'(x[q]) if grad is given.
-// Exact: Phi(x) = 1 - erfc(z)/2 for x >= 0 and erfc(z)/2 for x < 0, z = |x|/sqrt2, with
-// Abramowitz-Stegun 7.1.26: erfc(z) = t(a1 + t(a2 + ...)) exp(-z^2), t = 1/(1 + p z)
-// (|error| < 1.5e-7). exp(-z^2) = exp(-x^2/2) is also the Gaussian density's factor of GELU'.
+// The exact GELU's Phi(x) = Q(-x) for x < 0 and 1 - Q(x) for x >= 0, with Q(t) = erfc(t/sqrt2)/2
+// on t = |x| < 5.5 in 32 pieces of width h = 5.5/32, each a degree-5 polynomial in u = t/h - i
+// (least squares on Chebyshev nodes, weighted for relative error; fitted in float64, rounded to
+// float). Evaluated in float: |Phi error| < 7e-8 everywhere, Q's relative error < 2.1e-6 down to
+// t = 5.4; beyond 5.5, Q < 2e-8 is taken as 0. Per vector that is ~20 operations instead of the
+// ~33 of Abramowitz-Stegun 7.1.26 with an exp (this file's previous method), since vpermt2ps picks
+// a coefficient for each lane from two registers in one operation.
+constexpr int kPhiPieces = 32, kPhiDegree = 5;
+constexpr float kPhiRange = 5.5f;
+alignas(64) inline constexpr float kPhiCoef[kPhiDegree + 1][kPhiPieces] = {
+    {0.5f, 0.431767911f, 0.365517139f, 0.303058177f, 0.245883852f, 0.195066825f,
+     0.151211798f, 0.114463978f, 0.0845657215f, 0.0609466955f, 0.0428299531f, 0.0293372106f,
+     0.0195800792f, 0.0127292043f, 0.00805861596f, 0.00496690301f, 0.00297976332f, 0.00173965574f,
+     0.000988219748f, 0.000546113937f, 0.000293555349f, 0.000153467816f, 7.80214323e-05f, 3.85685562e-05f,
+     1.85367371e-05f, 8.66113987e-06f, 3.93390064e-06f, 1.73678472e-06f, 7.45269233e-07f, 3.10812027e-07f,
+     1.25972207e-07f, 4.96158954e-08f},
+    {-0.0685682073f, -0.0675628558f, -0.0646344051f, -0.0600329936f, -0.0541360751f, -0.0473973453f,
+     -0.0402894877f, -0.0332506411f, -0.0266427342f, -0.0207265988f, -0.0156548098f, -0.0114798993f,
+     -0.00817332603f, -0.0056497613f, -0.00379168149f, -0.00247060927f, -0.00156295614f, -0.000959975063f,
+     -0.000572457968f, -0.000331434509f, -0.000186304052f, -0.000101675731f, -5.38744353e-05f, -2.77152376e-05f,
+     -1.38428295e-05f, -6.71276666e-06f, -3.16044748e-06f, -1.44466117e-06f, -6.41141298e-07f, -2.76256088e-07f,
+     -1.1556871e-07f, -4.69395545e-08f},
+    {-6.75324285e-09f, 0.000997916795f, 0.00190933491f, 0.00266011804f, 0.00319843576f, 0.003500388f,
+     0.00357056153f, 0.00343789719f, 0.00314821862f, 0.00275529362f, 0.00231231051f, 0.00186521909f,
+     0.00144870381f, 0.00108485809f, 0.000784077216f, 0.000547385251f, 0.000369370857f, 0.00024104715f,
+     0.000152196793f, 9.30113456e-05f, 5.50339719e-05f, 3.15360885e-05f, 1.75052301e-05f, 9.41452527e-06f,
+     4.90654702e-06f, 2.47837716e-06f, 1.2134775e-06f, 5.7599857e-07f, 2.65083628e-07f, 1.18292725e-07f,
+     5.11898861e-08f, 2.14830056e-08f},
+    {0.000337622449f, 0.00032290598f, 0.000280754524f, 0.000217137582f, 0.000140698729f, 6.11292562e-05f,
+     -1.25236584e-05f, -7.32406988e-05f, -0.000116848569f, -0.000142183664f, -0.000150679873f, -0.000145578f,
+     -0.000130999018f, -0.000111098845f, -8.94491604e-05f, -6.86998319e-05f, -5.05016978e-05f, -3.56196433e-05f,
+     -2.41494163e-05f, -1.57607356e-05f, -9.9126346e-06f, -6.01367128e-06f, -3.52169673e-06f, -1.99202509e-06f,
+     -1.08891572e-06f, -5.75496188e-07f, -2.94173731e-07f, -1.45485927e-07f, -6.96334084e-08f, -3.2262836e-08f,
+     -1.44734331e-08f, -6.28795904e-09f},
+    {-4.53984121e-08f, -7.45832858e-06f, -1.3790539e-05f, -1.81870982e-05f, -2.01695111e-05f, -1.97019435e-05f,
+     -1.71545162e-05f, -1.31827464e-05f, -8.56254883e-06f, -4.02664e-06f, -1.40365827e-07f, 2.76216565e-06f,
+     4.58044724e-06f, 5.40285509e-06f, 5.43722717e-06f, 4.93896368e-06f, 4.15287514e-06f, 3.27663679e-06f,
+     2.44602143e-06f, 1.7370063e-06f, 1.17785976e-06f, 7.64773745e-07f, 4.76454886e-07f, 2.85272705e-07f,
+     1.64363115e-07f, 9.12230007e-08f, 4.88124599e-08f, 2.5199542e-08f, 1.25588935e-08f, 6.04546857e-09f,
+     2.81203394e-09f, 1.26441646e-09f},
+    {-1.46586126e-06f, -1.25395547e-06f, -8.7310616e-07f, -3.97104969e-07f, 8.700124e-08f, 4.99107728e-07f,
+     7.82596885e-07f, 9.13203792e-07f, 8.98903693e-07f, 7.72288786e-07f, 5.787752e-07f, 3.64489125e-07f,
+     1.66927563e-07f, 9.99061989e-09f, -9.6608062e-08f, -1.54702434e-07f, -1.73447376e-07f, -1.65020182e-07f,
+     -1.41263072e-07f, -1.11677501e-07f, -8.26908035e-08f, -5.78381858e-08f, -3.84311569e-08f, -2.43541614e-08f,
+     -1.47616133e-08f, -8.57653948e-09f, -4.78459938e-09f, -2.56638866e-09f, -1.32501443e-09f, -6.59075516e-10f,
+     -3.16079968e-10f, -1.46246862e-10f},
+};
+
+// x[q] = GELU(x[q]) in place, and grad[q] = GELU'(x[q]) = Phi(x) + x phi(x) if grad is given.
 // tanh: 0.5 x (1 + tanh(y)), y = sqrt(2/pi)(x + 0.044715 x^3), tanh(y) = 1 - 2/(exp(2y) + 1).
 template <int N> inline void gelu512(__m512* x, __m512* grad, bool tanh_approx) {
   const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(0.5f);
   __m512 cdf[N], e[N], t[N];
   if (!tanh_approx) {
-    __m512 z[N], d[N], p[N], a[N];
-    // min() keeps NaN (second operand) and caps z so that t's Newton step never sees infinity.
-    MK_EACH(z[q] = _mm512_min_ps(_mm512_set1_ps(12.f),
-                                 _mm512_mul_ps(_mm512_abs_ps(x[q]), _mm512_set1_ps(0.70710678118654752f))))
-    MK_EACH(d[q] = _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), z[q], one))
-    MK_EACH(t[q] = _mm512_rcp14_ps(d[q]))
-    MK_EACH(a[q] = _mm512_mul_ps(_mm512_mul_ps(x[q], x[q]), _mm512_set1_ps(-0.5f)))
-    MK_EACH(t[q] = _mm512_mul_ps(t[q], _mm512_fnmadd_ps(d[q], t[q], _mm512_set1_ps(2.f))))  // Newton: 28 bits
-    exp512<N>(a, e);
-    MK_EACH(p[q] = _mm512_fmadd_ps(_mm512_set1_ps(1.061405429f), t[q], _mm512_set1_ps(-1.453152027f)))
-    MK_EACH(p[q] = _mm512_fmadd_ps(p[q], t[q], _mm512_set1_ps(1.421413741f)))
-    MK_EACH(p[q] = _mm512_fmadd_ps(p[q], t[q], _mm512_set1_ps(-0.284496736f)))
-    MK_EACH(p[q] = _mm512_fmadd_ps(p[q], t[q], _mm512_set1_ps(0.254829592f)))
+    __m512 tab[kPhiDegree + 1][2], u[N], p[N];
+    __m512i piece[N];
+    __mmask16 inside[N];
+    for (int k = 0; k <= kPhiDegree; ++k)
+      for (int h = 0; h < 2; ++h) tab[k][h] = _mm512_load_ps(kPhiCoef[k] + h * 16);
     MK_EACH({
-      const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(p[q], t[q]), _mm512_mul_ps(e[q], half));
-      const __mmask16 neg = _mm512_cmp_ps_mask(x[q], _mm512_setzero_ps(), _CMP_LT_OQ);
-      cdf[q] = _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, half_erfc), half_erfc);
+      const __m512 t = _mm512_abs_ps(x[q]);
+      inside[q] = _mm512_cmp_ps_mask(t, _mm512_set1_ps(kPhiRange), _CMP_LT_OQ);  // false for NaN
+      // min(v, cap) returns cap for NaN v: a valid piece; NaN x still gives NaN x * Phi.
+      const __m512 s = _mm512_min_ps(_mm512_mul_ps(t, _mm512_set1_ps(kPhiPieces / kPhiRange)),
+                                     _mm512_set1_ps(kPhiPieces - 2e-6f));
+      const __m512 fl = _mm512_roundscale_ps(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      piece[q] = _mm512_cvtps_epi32(fl);
+      u[q] = _mm512_sub_ps(s, fl);
     })
-    if (grad) MK_EACH(grad[q] = _mm512_fmadd_ps(_mm512_mul_ps(x[q], _mm512_set1_ps(0.39894228040143268f)), e[q], cdf[q]))
+    MK_EACH(p[q] = _mm512_permutex2var_ps(tab[kPhiDegree][0], piece[q], tab[kPhiDegree][1]))
+    for (int k = kPhiDegree - 1; k >= 0; --k)
+      MK_EACH(p[q] = _mm512_fmadd_ps(p[q], u[q], _mm512_permutex2var_ps(tab[k][0], piece[q], tab[k][1])))
+    MK_EACH({
+      const __m512 qt = _mm512_maskz_mov_ps(inside[q], p[q]);  // Q(|x|), 0 past the range
+      const __mmask16 neg = _mm512_cmp_ps_mask(x[q], _mm512_setzero_ps(), _CMP_LT_OQ);
+      cdf[q] = _mm512_mask_mov_ps(_mm512_sub_ps(one, qt), neg, qt);
+    })
+    if (grad) {
+      __m512 a[N];
+      MK_EACH(a[q] = _mm512_mul_ps(_mm512_mul_ps(x[q], x[q]), _mm512_set1_ps(-0.5f)))
+      exp512<N>(a, e);
+      MK_EACH(grad[q] = _mm512_fmadd_ps(_mm512_mul_ps(x[q], _mm512_set1_ps(0.39894228040143268f)), e[q], cdf[q]))
+    }
   } else {
     const __m512 beta = _mm512_set1_ps(0.79788456080286536f);
     __m512 x2[N], y2[N];

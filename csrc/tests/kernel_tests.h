@@ -30,20 +30,26 @@ inline std::vector<float> randn(size_t n, unsigned seed) {
   return v;
 }
 
-// gemm() with every A layout against a naive product, over odd sizes that exercise all tile tails.
+// gemm() with every A layout, and B row-major or packed in strips, against a naive product, over
+// odd sizes that exercise all tile tails.
 inline void test_gemm() {
   using V = Vec<float>;
-  // K >= 512 runs in K blocks (a short last one at 600 and 530), packing B once M >= 24; M > 96
-  // spans several row chunks.
+  // K >= 256 runs in K blocks (a short last one at 600 and 530), copying B's strip once M >= 24
+  // unless it is contiguous already (N = 64, and every packed B); M > 96 spans several row chunks.
   const int sizes[][3] = {{1, 1, 1}, {6, 64, 8}, {7, 17, 5}, {13, 100, 37}, {64, 256, 64}, {5, 130, 3},
-                          {30, 70, 600}, {100, 33, 530}, {7, 20, 512}, {97, 64, 65}};
-  for (const auto& s : sizes) {
+                          {30, 70, 600}, {100, 33, 530}, {7, 20, 512}, {97, 64, 65}, {64, 64, 256}, {40, 100, 300}};
+  for (const auto& s : sizes)
+  for (int packed = 0; packed < 2; ++packed) {
     const int M = s[0], N = s[1], K = s[2];
     const auto a = randn(size_t(M) * K, 1), b = randn(size_t(K) * N, 2);
+    std::vector<float> strips(size_t(ceil_div(N, kStripWidth)) * K * kStripWidth);
+    pack_strips(b.data(), K, N, N, strips.data());
     for (int col_major = 0; col_major < 2; ++col_major) {
       const int64_t a_rs = col_major ? 1 : K, a_cs = col_major ? M : 1;
       std::vector<float> c(size_t(M) * N, -1.f);
-      gemm<V>(M, N, K, a.data(), a_rs, a_cs, b.data(), N, StoreTo<V>{c.data(), N});
+      if (packed) gemm<V>(M, N, K, a.data(), a_rs, a_cs, strips.data(), kStripWidth, StoreTo<V>{c.data(), N},
+                          int64_t(K) * kStripWidth);
+      else gemm<V>(M, N, K, a.data(), a_rs, a_cs, b.data(), N, StoreTo<V>{c.data(), N});
       double worst = 0;
       for (int i = 0; i < M; ++i)
         for (int j = 0; j < N; ++j) {
@@ -56,7 +62,8 @@ inline void test_gemm() {
           }
           worst = std::fmax(worst, std::fabs(ref - c[size_t(i) * N + j]) / scale);
         }
-      MK_EXPECT(worst < 1e-5, "gemm M=%d N=%d K=%d col_major=%d: max rel err %g", M, N, K, col_major, worst);
+      MK_EXPECT(worst < 1e-5, "gemm M=%d N=%d K=%d col_major=%d packed=%d: max rel err %g", M, N, K, col_major,
+                packed, worst);
     }
   }
 }
