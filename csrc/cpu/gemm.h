@@ -62,9 +62,10 @@ inline void gemm_tile(int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B,
 // process, best of 10, M = 64, GFLOP/s, unblocked -> blocked + packed): N=256 K=1024 57 -> 108,
 // N=K=768 45 -> 105, N=3072 K=768 24 -> 63, N=768 K=3072 20 -> 55 (benchmarks/RESULTS.md). A
 // version that blocked and packed every GEMM ran the cifar presets' ops (K <= 256) 2-8 % slower:
-// there the copy and the partial sums cost more than they save, so K < 256 keeps the single pass,
-// and a B whose strip is already contiguous (ldb = 64, e.g. channel mixing's W1^T) is blocked
-// without the copy (channel_mixing forward at K = 256: 1.03-1.05x in a C++ A/B).
+// there the copy and the partial sums cost more than they save, so K < 256 keeps the single pass.
+// From K = 256 blocking pays (C++ A/Bs, blocked vs single pass: channel_mixing forward 1.03-1.05x,
+// channel_mixing_postnorm backward at dim = hidden = 256 1.10-1.12x), and a B whose strip is
+// already contiguous (ldb = 64, e.g. channel mixing's W1^T) is blocked without the copy.
 constexpr int kBlockK = 64;
 constexpr int kBlockMinK = 256;
 constexpr int kChunkRows = 96;  // a multiple of kTileRows; partial sums: 96 x 64 fp32 = 24 KB on the stack

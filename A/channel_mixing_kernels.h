@@ -1,0 +1,184 @@
+// Channel mixing on blocks of R rows (tokens) of the (B*P, D) activation matrix, H = channel_hidden:
+//   U = LN(X)    A = GELU(U W1^T + b1) (R x H)    out = X + Drop(A W2^T + b2)
+// Backward recomputes U, A = GELU(H) from H (saved by a training step's forward, else recomputed
+// by a GEMM) and regenerates the dropout mask:
+//   dZ = G * mask                 dW2 += dZ^T A     db2 += colsum(dZ)
+//   dH = (dZ W2) * GELU'(H)       dW1 += dH^T U     db1 += colsum(dH)
+//   dU = dH W1                    dX = G + LN^T(dU)
+// Every product maps onto gemm() with strided A views, so nothing is transposed per block.
+// The bare form (channel_mlp) drops LN and residual: U = X, out = Drop(A W2^T + b2), dX = dU.
+// The post-norm form (channel_mixing_postnorm, FNet's feed-forward sub-layer) normalizes after the
+// residual instead of before the MLP:
+//   A = GELU(X W1^T + b1)    Z = X + Drop(A W2^T + b2)    out = LN(Z)
+// A training step's forward saves Z next to H; without them the backward recomputes both (two GEMMs):
+//   dZ = LN^T(G), then the bare form's backward with G := dZ, and dX = dZ + dU.
+#pragma once
+#include "token_mixing_kernels.h"
+
+namespace mixerkern { namespace cpu { namespace MK_ISA {
+
+// The MLP's backward on one block of R rows, given dZ = dL/d(A W2^T + b2) (dropout mask applied),
+// A, GELU'(H) in dh and the first GEMM's operand U: the four parameter gradients, dH (in dh),
+// and dU = dH W1 handed to the epilogue `emit_du`.
+template <class V, class T, class Epi, class S = typename V::scalar>
+inline void channel_mlp_backward_block(const MixingArgs<T>& a, int R, const S* dz, const S* act, S* dh, const S* u,
+                                       const GradPartials<S>& g, Epi&& emit_du) {
+  using M = typename V::Mask;
+  const int D = a.dim, H = a.hidden;
+  add_column_sums<V>(dz, R, D, g.b2);
+  gemm<V>(D, H, R, dz, 1, D, act, H, AccumulateTo<V>{g.w2, H});  // dW2 += dZ^T A
+  gemm<V>(R, H, D, dz, D, 1, a.w2, H, [&](int i, int j, V v, M m) {  // dH = (dZ W2) * GELU'(H)
+    S* p = dh + i * H + j;
+    (v * V::load(p, m)).store(p, m);
+  });
+  add_column_sums<V>(dh, R, H, g.b1);
+  gemm<V>(H, D, R, dh, 1, H, u, D, AccumulateTo<V>{g.w1, D});  // dW1 += dH^T U
+  gemm<V>(R, D, H, dh, H, 1, a.w1, D, emit_du);                // dU = dH W1
+}
+
+template <class T>
+void channel_postnorm_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch) {
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  const int D = a.dim, H = a.hidden;
+  const int64_t rows = a.batch * a.patches;
+  const Dropout drop = make_dropout(a);
+  S* z = scratch;                       // R x D   X in the compute type, then Z
+  S* act = z + kChannelRowBlock * D;    // R x H
+  S* w2p = act + kChannelRowBlock * H;  // W2^T in strips (see channel_mixing_forward)
+  pack_strips(a.w2t, H, D, D, w2p);
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t r0 = blk * kChannelRowBlock;
+    const int R = int(imin64(kChannelRowBlock, rows - r0));
+    const T* x = a.x + r0 * D;
+    S* saved = a.saved ? a.saved + r0 * (H + D) : nullptr;  // rows of [H | Z]
+    gemm<V>(R, H, D, as_compute<V>(x, int64_t(R) * D, z), D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+    if (saved) copy_rows(act, H, saved, H + D, R, H);
+    gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
+    gemm<V>(R, D, H, act, H, 1, w2p, kStripCols, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, int64_t(R) * D, true},
+            int64_t(H) * kStripCols);
+    if (saved) copy_rows(z, D, saved + H, H + D, R, D);
+    normalize_rows<V>(z, R, D, a.eps, a.ln_w, a.ln_b, a.out + r0 * D);
+  }
+}
+
+template <class T>
+void channel_postnorm_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch,
+                               const GradPartials<compute_t<T>>& g) {
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  using M = typename V::Mask;
+  const int D = a.dim, H = a.hidden;
+  const int64_t rows = a.batch * a.patches;
+  const Dropout drop = make_dropout(a);
+  constexpr int RB = kChannelRowBlock;
+  S* u = scratch;          // R x D   X in the compute type
+  S* gs = u + RB * D;      // R x D   G in the compute type
+  S* z = gs + RB * D;      // R x D   Z
+  S* dz = z + RB * D;      // R x D   dL/dZ
+  S* dzm = dz + RB * D;    // R x D   dZ * mask
+  S* act = dzm + RB * D;   // R x H   A
+  S* dh = act + RB * H;    // R x H   GELU'(H), then dH
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t r0 = blk * RB;
+    const int R = int(imin64(RB, rows - r0));
+    const T* x = a.x + r0 * D;
+    const S* ux = as_compute<V>(x, int64_t(R) * D, u);
+    const S* gout = as_compute<V>(a.grad_out + r0 * D, int64_t(R) * D, gs);
+    if (a.saved) {
+      const S* saved = a.saved + r0 * (H + D);
+      copy_rows(saved, H + D, act, H, R, H);
+      copy_rows(saved + H, H + D, z, D, R, D);
+      gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
+    } else {
+      gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+      gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
+      gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, 0, true});
+    }
+    for (int r = 0; r < R; ++r) {
+      const int64_t o = int64_t(r) * D;
+      S mean, rstd;
+      row_stats<V>(z + o, D, a.eps, &mean, &rstd);
+      row_layernorm_backward<V>(z + o, gout + o, D, a.ln_w, mean, rstd, g.ln_w, g.ln_b, [&](int j, V v, M m) {
+        v.store(dz + o + j, m);
+        if (drop.enabled) v = v * drop.factor<V>(uint64_t((r0 + r) * D + j));
+        v.store(dzm + o + j, m);
+      });
+    }
+    T* dx = a.out + r0 * D;
+    channel_mlp_backward_block<V>(a, R, dzm, act, dh, ux, g, [&](int i, int j, V v, M m) {  // dX = dZ + dU
+      store_as(dx + i * D + j, v + V::load(dz + i * D + j, m), m);
+    });
+  }
+}
+
+template <class T>
+void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch) {
+  if (a.form == MixingForm::PostNorm) return channel_postnorm_forward(a, blk0, blk1, scratch);
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  const int D = a.dim, H = a.hidden;
+  const int64_t rows = a.batch * a.patches;
+  const Dropout drop = make_dropout(a);
+  S* u = scratch;                       // R x D
+  S* act = u + kChannelRowBlock * D;    // R x H
+  // fc2 reads W2^T's 64-column strips once per row tile: packed contiguous, a strip stays in L1
+  // (rows D floats apart fall into few L1 sets when D is a multiple of 256).
+  S* w2p = act + kChannelRowBlock * H;
+  pack_strips(a.w2t, H, D, D, w2p);
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t r0 = blk * kChannelRowBlock;
+    const int R = int(imin64(kChannelRowBlock, rows - r0));
+    const T* x = a.x + r0 * D;
+    T* out = a.out + r0 * D;
+    const S* ux = mlp_input<V>(a, x, R, D, u);
+    gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
+    if (a.saved) std::memcpy(a.saved + r0 * H, act, sizeof(S) * size_t(R) * H);
+    gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
+    gemm<V>(R, D, H, act, H, 1, w2p, kStripCols,
+            ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D, a.form == MixingForm::Block},
+            int64_t(H) * kStripCols);
+  }
+}
+
+template <class T>
+void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch,
+                             const GradPartials<compute_t<T>>& g) {
+  if (a.form == MixingForm::PostNorm) return channel_postnorm_backward(a, blk0, blk1, scratch, g);
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  using M = typename V::Mask;
+  const int D = a.dim, H = a.hidden;
+  const int64_t rows = a.batch * a.patches;
+  const Dropout drop = make_dropout(a);
+  constexpr int RB = kChannelRowBlock;
+  S* u = scratch;          // R x D   LN(X)
+  S* dz = u + RB * D;      // R x D   G * mask
+  S* du = dz + RB * D;     // R x D   dL/dU
+  S* act = du + RB * D;    // R x H   A
+  S* dh = act + RB * H;    // R x H   GELU'(H), then dH
+  S* mean = dh + RB * H;   // R
+  S* rstd = mean + RB;     // R
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t r0 = blk * RB;
+    const int R = int(imin64(RB, rows - r0));
+    const T* x = a.x + r0 * D;
+    const T* gout = a.grad_out + r0 * D;
+    const S* ux = mlp_input<V>(a, x, R, D, u, mean, rstd);
+    for (int r = 0; r < R; ++r) {
+      for (int d = 0; d < D; d += kLanes) {
+        const M m = V::mask(D - d);
+        V v = load_as(gout + r * D + d, m);
+        if (drop.enabled) v = v * drop.factor<V>(uint64_t((r0 + r) * D + d));
+        v.store(dz + r * D + d, m);
+      }
+    }
+    if (a.saved) std::memcpy(act, a.saved + r0 * H, sizeof(S) * size_t(R) * H);
+    else gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+    gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
+    channel_mlp_backward_block<V>(a, R, dz, act, dh, ux, g, StoreTo<V>{du, D});
+    mlp_input_grad<V>(a, x, du, gout, R, D, mean, rstd, g, a.out + r0 * D);
+  }
+}
+
+}}}  // namespace mixerkern::cpu::MK_ISA

@@ -1,0 +1,84 @@
+// Torch glue shared by every CPU op: messages, dtype dispatch, dropout settings, and the parallel
+// loop over work units with per-thread scratch.
+#pragma once
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+
+#include "types.h"
+
+namespace mixerkern { namespace cpu {
+
+inline std::string shape_str(at::IntArrayRef s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
+
+// Every op's dtype rule: x is float32, bfloat16 or float64, on the CPU, and so is each parameter.
+inline void check_dtypes_devices(const char* op, const at::Tensor& x,
+                                 std::initializer_list<std::pair<const char*, const at::Tensor*>> params) {
+  TORCH_CHECK(x.device().is_cpu(), "mixerkern.", op, ": x must be a CPU tensor, got ", x.device());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kDouble,
+              "mixerkern.", op, ": x must be float32, bfloat16 or float64, got ", x.scalar_type());
+  for (const auto& [arg, t] : params) {
+    TORCH_CHECK(t->device().is_cpu(), "mixerkern.", op, ": ", arg, " must be a CPU tensor, got ", t->device());
+    TORCH_CHECK(t->scalar_type() == x.scalar_type(), "mixerkern.", op, ": ", arg, " has dtype ", t->scalar_type(),
+                " but x has ", x.scalar_type(), "; all must match");
+  }
+}
+
+inline void check_settings(const char* op, c10::string_view approximate, double dropout_p) {
+  TORCH_CHECK(approximate == "none" || approximate == "tanh", "mixerkern.", op,
+              ": approximate must be 'none' or 'tanh', got '", std::string(approximate), "'");
+  TORCH_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "mixerkern.", op, ": dropout_p must be in [0, 1), got ",
+              dropout_p);
+}
+
+// Our bf16 struct and at::BFloat16 share the same 16-bit layout.
+template <class T> T* data(const at::Tensor& t) {
+  if constexpr (std::is_same_v<T, bf16>) return reinterpret_cast<T*>(t.data_ptr<at::BFloat16>());
+  else return t.data_ptr<T>();
+}
+
+// Calls f(T{}) with T the storage type of x's dtype.
+template <class F> void with_storage_type(at::ScalarType st, F&& f) {
+  if (st == at::kFloat) f(float{});
+  else if (st == at::kDouble) f(double{});
+  else f(bf16{});
+}
+
+// The dropout fields of a kernel-args struct, from dropout_p and the op's seed tensor.
+template <class Args> void set_dropout(Args& args, double dropout_p, const std::optional<at::Tensor>& seed) {
+  if (dropout_p <= 0.0) return;
+  TORCH_CHECK(seed.has_value() && seed->numel() == 1 && seed->scalar_type() == at::kLong,
+              "mixerkern: dropout_p > 0 needs a one-element int64 seed tensor");
+  args.dropout = true;
+  args.seed = uint64_t(seed->item<int64_t>());
+  // Same threshold arithmetic as mixerkern/ops/_dropout.py::keep_threshold.
+  args.keep_threshold = uint32_t(std::min<double>(std::floor((1.0 - dropout_p) * 4294967296.0), 4294967295.0));
+  args.keep_scale = float(1.0 / (1.0 - dropout_p));
+}
+
+// work(u0, u1, scratch) over units [0, units) on all threads, each with `scratch` elements of S.
+template <class S, class Work> void parallel_units(int64_t units, size_t scratch, Work&& work) {
+  const auto type = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
+  at::parallel_for(0, units, 1, [&](int64_t u0, int64_t u1) {
+    // From torch's allocator, so 64-byte aligned: with a 16-byte aligned std::vector every
+    // 64-byte row load of the scratch tiles straddled two cache lines (token mixing ran 12 % slower).
+    at::Tensor buf = at::empty({int64_t(scratch)}, at::TensorOptions().dtype(type));
+    work(u0, u1, buf.data_ptr<S>());
+  });
+}
+
+// Per-thread partial sums of the parameter gradients: one zeroed row of `per_thread` per thread.
+inline at::Tensor thread_partials(const at::Tensor& x, int64_t per_thread) {
+  const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  return at::zeros({at::get_num_threads(), per_thread}, x.options().dtype(ct));
+}
+
+}}  // namespace mixerkern::cpu

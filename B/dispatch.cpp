@@ -1,0 +1,63 @@
+// Run-time choice of the CPU kernels' instruction set: AVX-512 where the CPU has it, the portable
+// build otherwise. MIXERKERN_CPU_ISA=generic|avx512|auto (read at load) or mixerkern_cpu::set_isa
+// overrides it; tests use that to exercise the portable path on AVX-512 machines.
+#include "dispatch.h"
+
+#include <torch/library.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+namespace mixerkern { namespace cpu {
+namespace {
+
+bool cpu_has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+
+const KernelTable* table_for(const std::string& isa) {
+  if (isa == "auto") return cpu_has_avx512() ? &avx512_kernel_table() : &generic_kernel_table();
+  if (isa == "generic") return &generic_kernel_table();
+  if (isa == "avx512") {
+    TORCH_CHECK(cpu_has_avx512(), "mixerkern: isa='avx512' requested but this CPU lacks AVX-512 F/BW/VL/DQ");
+    return &avx512_kernel_table();
+  }
+  TORCH_CHECK(false, "mixerkern: isa must be 'auto', 'avx512' or 'generic', got '", isa, "'");
+}
+
+const KernelTable* initial_table() {
+  const char* env = std::getenv("MIXERKERN_CPU_ISA");
+  if (env == nullptr || *env == '\0') return table_for("auto");
+  try {
+    return table_for(env);
+  } catch (const c10::Error& e) {
+    TORCH_WARN("MIXERKERN_CPU_ISA ignored: ", e.msg());
+    return table_for("auto");
+  }
+}
+
+std::atomic<const KernelTable*>& active() {
+  static std::atomic<const KernelTable*> table{initial_table()};
+  return table;
+}
+
+std::string get_isa() { return active().load()->isa; }
+std::string set_isa(std::string isa) {
+  active().store(table_for(isa));
+  return get_isa();
+}
+
+}  // namespace
+
+const KernelTable& active_kernels() { return *active().load(); }
+
+TORCH_LIBRARY(mixerkern_cpu, m) {
+  m.def("get_isa() -> str", &get_isa);
+  m.def("set_isa(str isa) -> str", &set_isa);
+}
+
+}}  // namespace mixerkern::cpu
+// B

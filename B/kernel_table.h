@@ -1,0 +1,28 @@
+// The kernel table of one ISA: included once by each per-ISA translation unit.
+#pragma once
+#include "channel_mixing_kernels.h"
+#include "fourier_mixing_kernels.h"
+#include "spatial_gating_kernels.h"
+#include "token_mixing_kernels.h"
+
+namespace mixerkern { namespace cpu { namespace MK_ISA {
+
+template <class T> constexpr OpKernels<T> op_kernels() {
+  return {{&token_mixing_forward<T>, &token_mixing_backward<T>},
+          {&channel_mixing_forward<T>, &channel_mixing_backward<T>},
+          {&spatial_gating_forward<T>, &spatial_gating_backward<T>},
+          {&fourier_mixing_forward<T>, &fourier_mixing_backward<T>, &fourier_mixing_add_spectrum<T>}};
+}
+
+inline const KernelTable& kernel_table() {
+#if defined(MK_AVX512)
+  // float64 exists for gradcheck-style verification, not speed: it always runs the portable build.
+  static const KernelTable table{MK_ISA_NAME, op_kernels<float>(), op_kernels<bf16>(), {}};
+#else
+  static const KernelTable table{MK_ISA_NAME, op_kernels<float>(), op_kernels<bf16>(), op_kernels<double>()};
+#endif
+  return table;
+}
+
+}}}  // namespace mixerkern::cpu::MK_ISA
+// B

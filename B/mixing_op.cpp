@@ -1,0 +1,204 @@
+#include "mixing_op.h"
+
+#include <vector>
+
+#include "dispatch.h"
+#include "op_glue.h"
+
+namespace mixerkern { namespace cpu {
+namespace {
+
+const char* op_name(MixingKind kind, MixingForm form) {
+  if (form == MixingForm::BareMlp) return kind == MixingKind::Token ? "token_mlp" : "channel_mlp";
+  if (form == MixingForm::PostNorm) return "channel_mixing_postnorm";
+  return kind == MixingKind::Token ? "token_mixing" : "channel_mixing";
+}
+
+struct Params {  // the six parameter tensors, in schema order (no LN ones for the bare MLP)
+  MixingForm form;
+  const at::Tensor &ln_w, &ln_b, &w1, &b1, &w2, &b2;
+  bool normalized() const { return form != MixingForm::BareMlp; }
+};
+
+void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::string_view approximate,
+                  double dropout_p) {
+  const char* name = op_name(kind, p.form);
+  TORCH_CHECK(x.dim() == 3, "mixerkern.", name, ": x must be 3-D (B, num_patches, dim), got shape ",
+              shape_str(x.sizes()));
+  check_dtypes_devices(name, x, {{"fc1_weight", &p.w1}, {"fc1_bias", &p.b1}, {"fc2_weight", &p.w2},
+                                {"fc2_bias", &p.b2}});
+  if (p.normalized()) check_dtypes_devices(name, x, {{"ln_weight", &p.ln_w}, {"ln_bias", &p.ln_b}});
+  TORCH_CHECK(p.w1.dim() == 2, "mixerkern.", name, ": fc1_weight must be 2-D, got shape ", shape_str(p.w1.sizes()));
+  const int64_t P = x.size(1), D = x.size(2), H = p.w1.size(0);
+  const int64_t mixed = kind == MixingKind::Token ? P : D;  // the axis the MLP mixes
+  std::vector<std::pair<const char*, std::pair<const at::Tensor*, std::vector<int64_t>>>> expected = {
+      {"fc1_weight", {&p.w1, {H, mixed}}}, {"fc1_bias", {&p.b1, {H}}}, {"fc2_weight", {&p.w2, {mixed, H}}},
+      {"fc2_bias", {&p.b2, {mixed}}}};
+  if (p.normalized()) expected.insert(expected.begin(), {{"ln_weight", {&p.ln_w, {D}}}, {"ln_bias", {&p.ln_b, {D}}}});
+  for (const auto& [arg, te] : expected)
+    TORCH_CHECK(te.first->sizes() == at::IntArrayRef(te.second), "mixerkern.", name, ": ", arg, " must have shape ",
+                shape_str(te.second), " for x of shape ", shape_str(x.sizes()), " and fc1_weight of shape ",
+                shape_str(p.w1.sizes()), ", got ", shape_str(te.first->sizes()));
+  TORCH_CHECK(H > 0, "mixerkern.", name, ": the hidden size (fc1_weight.size(0)) must be positive");
+  TORCH_CHECK(P < (1 << 30) && D < (1 << 30) && H < (1 << 30), "mixerkern.", name, ": dimensions too large");
+  check_settings(name, approximate, dropout_p);
+}
+
+// Compute-type copies of the parameters in the layouts the kernels read, plus the scalar settings.
+template <class T> struct Prepared {
+  using S = compute_t<T>;
+  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t;
+  MixingArgs<T> args;
+
+  Prepared(const at::Tensor& x, const Params& p, double eps, c10::string_view approximate, double dropout_p,
+           const std::optional<at::Tensor>& seed) {
+    const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
+    auto prep = [&](const at::Tensor& t) { return t.to(ct).contiguous(); };
+    if (p.normalized()) {
+      ln_w = prep(p.ln_w); ln_b = prep(p.ln_b);
+      args.ln_w = ln_w.data_ptr<S>(); args.ln_b = ln_b.data_ptr<S>();
+    }
+    args.form = p.form;
+    b1 = prep(p.b1); b2 = prep(p.b2);
+    w1 = prep(p.w1); w2 = prep(p.w2);
+    w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
+    args.batch = x.size(0);
+    args.patches = int(x.size(1));
+    args.dim = int(x.size(2));
+    args.hidden = int(w1.size(0));
+    args.b1 = b1.data_ptr<S>(); args.b2 = b2.data_ptr<S>();
+    args.w1 = w1.data_ptr<S>(); args.w2 = w2.data_ptr<S>();
+    args.w1t = w1t.data_ptr<S>(); args.w2t = w2t.data_ptr<S>();
+    args.eps = S(eps);
+    args.tanh_gelu = approximate == "tanh";
+    set_dropout(args, dropout_p, seed);
+  }
+};
+
+template <class T> const MixingKernels<T>& kernels_for(MixingKind kind) {
+  const KernelTable& table = active_kernels();
+  const OpKernels<T>* ops;
+  if constexpr (std::is_same_v<T, float>) ops = &table.f32;
+  else if constexpr (std::is_same_v<T, double>) ops = &generic_kernel_table().f64;  // see kernel_table.h
+  else ops = &table.b16;
+  return kind == MixingKind::Token ? ops->token : ops->channel;
+}
+
+// What a channel-mixing training step's forward saves for the backward (mixing_params.h), in the
+// compute type: (B, P, H), or (B, P, H + D) in the post-norm form. Token mixing saves nothing.
+std::vector<int64_t> saved_shape(MixingKind kind, MixingForm form, const at::Tensor& x, int64_t H) {
+  TORCH_CHECK(kind == MixingKind::Channel, "mixerkern: only the channel-mixing kernels save activations");
+  return {x.size(0), x.size(1), channel_saved_cols(int(x.size(2)), int(H), form)};
+}
+at::ScalarType compute_dtype(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
+template <class T> int64_t units(MixingKind kind, const MixingArgs<T>& a) {
+  return kind == MixingKind::Token ? token_units(a.batch, a.patches, a.dim) : channel_units(a.batch, a.patches, a.dim);
+}
+template <class T> size_t scratch_elems(MixingKind kind, const MixingArgs<T>& a, bool backward) {
+  return kind == MixingKind::Token ? token_scratch(a.patches, a.dim, a.hidden, backward)
+                                   : channel_scratch(a.patches, a.dim, a.hidden, backward, a.form);
+}
+
+// For x's dtype: prepares the parameters, lets `bind` fill in the tensor pointers of the args, then
+// runs `work(args, kernels, u0, u1, scratch)` over the op's work units on all threads.
+template <class Bind, class Work>
+void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double eps, c10::string_view approximate,
+                  double dropout_p, const std::optional<at::Tensor>& seed, bool backward, Bind&& bind, Work&& work) {
+  with_storage_type(x.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    Prepared<T> prep(x, p, eps, approximate, dropout_p, seed);
+    MixingArgs<T>& a = prep.args;
+    bind(a);
+    const auto& k = kernels_for<T>(kind);
+    parallel_units<compute_t<T>>(units(kind, a), scratch_elems(kind, a, backward),
+                                 [&](int64_t u0, int64_t u1, compute_t<T>* buf) { work(a, k, u0, u1, buf); });
+  });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> mixing_forward(MixingKind kind, MixingForm form, bool save, const at::Tensor& x_in,
+                                                  const at::Tensor& ln_weight, const at::Tensor& ln_bias,
+                                                  const at::Tensor& fc1_weight, const at::Tensor& fc1_bias,
+                                                  const at::Tensor& fc2_weight, const at::Tensor& fc2_bias, double eps,
+                                                  c10::string_view approximate, double dropout_p,
+                                                  const std::optional<at::Tensor>& seed) {
+  const Params p{form, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
+  check_inputs(kind, x_in, p, approximate, dropout_p);
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor out = at::empty_like(x);
+  at::Tensor saved = save ? at::empty(saved_shape(kind, form, x, fc1_weight.size(0)), x.options().dtype(compute_dtype(x)))
+                          : at::empty({0}, x.options());
+  if (x.numel() == 0) return {out, saved};
+  run_parallel(
+      kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/false,
+      [&](auto& a) {
+        using T = std::remove_const_t<std::remove_pointer_t<decltype(a.x)>>;
+        a.x = data<T>(x);
+        a.out = data<T>(out);
+        if (save) a.saved = saved.data_ptr<compute_t<T>>();
+      },
+      [&](const auto& a, const auto& k, int64_t u0, int64_t u1, auto* buf) { k.forward(a, u0, u1, buf); });
+  return {out, saved};
+}
+
+MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& grad_out, const at::Tensor& x_in,
+                            const at::Tensor& ln_weight, const at::Tensor& ln_bias, const at::Tensor& fc1_weight,
+                            const at::Tensor& fc1_bias, const at::Tensor& fc2_weight, const at::Tensor& fc2_bias,
+                            double eps, c10::string_view approximate, double dropout_p,
+                            const std::optional<at::Tensor>& seed, const std::optional<at::Tensor>& saved_in) {
+  const Params p{form, ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
+  check_inputs(kind, x_in, p, approximate, dropout_p);
+  TORCH_CHECK(grad_out.sizes() == x_in.sizes() && grad_out.scalar_type() == x_in.scalar_type(),
+              "mixerkern.", op_name(kind, form), "_backward: grad_out must match x in shape and dtype, got ",
+              shape_str(grad_out.sizes()), " ", grad_out.scalar_type());
+  // An empty `saved` (what the CUDA kernels' forward returns) means: recompute.
+  const bool use_saved = saved_in.has_value() && saved_in->numel() > 0;
+  at::Tensor saved;
+  if (use_saved) {
+    const auto expected = saved_shape(kind, form, x_in, fc1_weight.size(0));
+    TORCH_CHECK(saved_in->sizes() == at::IntArrayRef(expected) && saved_in->scalar_type() == compute_dtype(x_in) &&
+                    saved_in->device().is_cpu(),
+                "mixerkern.", op_name(kind, form), "_backward: saved must be what ", op_name(kind, form),
+                "_train returned for this x: shape ", shape_str(expected), ", ", compute_dtype(x_in), " on the CPU; got ",
+                shape_str(saved_in->sizes()), ", ", saved_in->scalar_type(), " on ", saved_in->device());
+    saved = saved_in->contiguous();
+  }
+  const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
+  at::Tensor dx = at::empty_like(x);
+  const int64_t D = x.size(2), H = fc1_weight.size(0), n1 = fc1_weight.numel(), n2 = fc2_weight.numel();
+  const int64_t nb2 = fc2_bias.numel();
+  // Per-thread partial sums: [ln_w D | ln_b D | w1 | b1 H | w2 | b2].
+  const int64_t per_thread = 2 * D + n1 + H + n2 + nb2;
+  at::Tensor partials = thread_partials(x, per_thread);
+  if (x.numel() > 0) {
+    run_parallel(
+        kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/true,
+        [&](auto& a) {
+          using T = std::remove_const_t<std::remove_pointer_t<decltype(a.x)>>;
+          a.x = data<T>(x);
+          a.grad_out = data<T>(g);
+          a.out = data<T>(dx);
+          if (use_saved) a.saved = saved.data_ptr<compute_t<T>>();
+        },
+        [&](const auto& a, const auto& k, int64_t u0, int64_t u1, auto* buf) {
+          using S = std::remove_pointer_t<decltype(buf)>;
+          S* base = partials.data_ptr<S>() + at::get_thread_num() * per_thread;
+          const GradPartials<S> gp{base, base + D, base + 2 * D, base + 2 * D + n1, base + 2 * D + n1 + H,
+                                   base + 2 * D + n1 + H + n2};
+          k.backward(a, u0, u1, buf, gp);
+        });
+  }
+  const at::Tensor total = partials.sum(0);
+  auto part = [&](int64_t offset, int64_t n) { return total.narrow(0, offset, n); };
+  // Token mixing accumulates dW1 transposed (num_patches x hidden); see token_mixing_kernels.h.
+  at::Tensor dw1 = kind == MixingKind::Token ? part(2 * D, n1).view({fc1_weight.size(1), H}).t()
+                                             : part(2 * D, n1).view(fc1_weight.sizes());
+  auto out = [&](const at::Tensor& t) { return t.to(x.scalar_type()).contiguous(); };
+  return {dx, out(part(0, D)), out(part(D, D)), out(dw1), out(part(2 * D + n1, H)),
+          out(part(2 * D + n1 + H, n2).view(fc2_weight.sizes())), out(part(2 * D + n1 + H + n2, nb2))};
+}
+
+}}  // namespace mixerkern::cpu
+// B

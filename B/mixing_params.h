@@ -1,0 +1,167 @@
+// Torch-free interface between the torch glue (mixing_op.cpp) and the per-ISA kernels.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include "types.h"
+
+namespace mixerkern { namespace cpu {
+
+// The GELU and dropout settings of the ops that have them (see set_dropout / make_dropout).
+struct ActivationSettings {
+  bool tanh_gelu = false;
+  bool dropout = false;
+  uint64_t seed = 0;
+  uint32_t keep_threshold = 0;
+  float keep_scale = 1.f;
+};
+
+// Every op's activation tensors: x/grad_out/out, contiguous in the storage type T.
+template <class T> struct Activations {
+  int64_t batch = 0;
+  const T* x = nullptr;
+  const T* grad_out = nullptr;  // backward only
+  T* out = nullptr;             // forward: the output; backward: dx
+};
+
+// Where the token/channel MLP's LayerNorm and residual sit:
+//   Block:    out = X + Drop(MLP(LN(X)))   the Mixer's sub-blocks (token_mixing, channel_mixing)
+//   BareMlp:  out = Drop(MLP(X))           the patchless Mixer's sub-layers (token_mlp, channel_mlp)
+//   PostNorm: out = LN(X + Drop(MLP(X)))   FNet's feed-forward sub-layer (channel_mixing_postnorm)
+enum class MixingForm { Block, BareMlp, PostNorm };
+
+// Everything a token- or channel-mixing kernel needs. x/grad_out/out are (batch, patches, dim)
+// contiguous in the storage type T; parameters are contiguous copies in the compute type S.
+template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
+  using S = compute_t<T>;
+  int patches = 0, dim = 0, hidden = 0;
+  const S *ln_w = nullptr, *ln_b = nullptr, *b1 = nullptr, *b2 = nullptr;
+  const S *w1 = nullptr, *w2 = nullptr;    // fc1/fc2 weights as nn.Linear stores them
+  const S *w1t = nullptr, *w2t = nullptr;  // their transposes
+  S eps = S(1e-6);
+  MixingForm form = MixingForm::Block;  // ln_w / ln_b / eps are unused by BareMlp
+  // The activations the backward would otherwise recompute with GEMMs (null: recompute them).
+  // The forward of a training step writes them, its backward reads them (layout: see
+  // channel_saved_cols).
+  S* saved = nullptr;
+};
+
+// One thread's partial parameter gradients (compute type), laid out as ParamGradLayout says.
+template <class S> struct GradPartials {
+  S *ln_w, *ln_b, *w1, *b1, *w2, *b2;
+};
+
+// Work is split over `units` (samples for token mixing, row blocks for channel mixing); each call
+// handles units [u0, u1) with `scratch` of scratch_elems(...) compute-type elements.
+template <class T> struct MixingKernels {
+  using S = compute_t<T>;
+  void (*forward)(const MixingArgs<T>&, int64_t u0, int64_t u1, S* scratch);
+  void (*backward)(const MixingArgs<T>&, int64_t u0, int64_t u1, S* scratch, const GradPartials<S>&);
+};
+
+// Spatial gating (gMLP). x is fc1's output before GELU, (batch, patches, 2 half); per sample,
+// with h = Drop(GELU(x)) = [U | V]:  out = U * (W LN(V) + b)  (batch, patches, half).
+// grad_out and the forward output are (batch, patches, half); dx is (batch, patches, 2 half).
+template <class T> struct GatingArgs : Activations<T>, ActivationSettings {
+  using S = compute_t<T>;
+  int patches = 0, half = 0;
+  const S *ln_w = nullptr, *ln_b = nullptr;      // LN of V, over `half` channels
+  const S *proj_w = nullptr, *proj_wt = nullptr;  // W (patches x patches) and W^T
+  const S* proj_b = nullptr;                      // (patches)
+  S eps = S(1e-6);
+};
+
+template <class S> struct GatingGradPartials {
+  S *ln_w, *ln_b, *proj_w, *proj_b;
+};
+
+template <class T> struct GatingKernels {  // work units are samples
+  using S = compute_t<T>;
+  void (*forward)(const GatingArgs<T>&, int64_t b0, int64_t b1, S* scratch);
+  void (*backward)(const GatingArgs<T>&, int64_t b0, int64_t b1, S* scratch, const GatingGradPartials<S>&);
+};
+
+// Fourier mixing (FNet): out = LN(x + Re(F_S X F_D)) per sample, X = x[b] (tokens x dim).
+template <class T> struct FourierArgs : Activations<T> {
+  using S = compute_t<T>;
+  int tokens = 0, dim = 0;
+  const S *ln_w = nullptr, *ln_b = nullptr;
+  S eps = S(1e-6);
+  // Real-DFT-as-GEMM path: bd (dim x 2 H) = [cos | -sin](2 pi d k / dim) for k < H = dim/2 + 1,
+  // cs / ss (tokens x tokens) = cos / sin(2 pi s t / tokens).
+  const S *bd = nullptr, *cs = nullptr, *ss = nullptr;
+  // FFT path instead: spec = rfft2 of x (forward) or of dv (backward's second phase), (batch,
+  // tokens, H) complex as interleaved (re, im); dv = dL/d(x + Re FFT2 x), (batch, tokens, dim).
+  const S* spec = nullptr;
+  S* dv = nullptr;
+};
+
+template <class S> struct LayerNormGradPartials {
+  S *ln_w, *ln_b;
+};
+
+template <class T> struct FourierKernels {  // work units are samples
+  using S = compute_t<T>;
+  void (*forward)(const FourierArgs<T>&, int64_t b0, int64_t b1, S* scratch);
+  // GEMM path: the whole backward. FFT path: its first phase, dv only.
+  void (*backward)(const FourierArgs<T>&, int64_t b0, int64_t b1, S* scratch, const LayerNormGradPartials<S>&);
+  // FFT path's second phase: out = dv + Re(FFT2 dv), from spec = rfft2(dv).
+  void (*add_spectrum)(const FourierArgs<T>&, int64_t b0, int64_t b1, S* scratch);
+};
+
+template <class T> struct OpKernels {
+  MixingKernels<T> token, channel;
+  GatingKernels<T> gating;
+  FourierKernels<T> fourier;
+};
+
+struct KernelTable {
+  const char* isa;
+  OpKernels<float> f32;
+  OpKernels<bf16> b16;
+  OpKernels<double> f64;  // generic table only
+};
+
+const KernelTable& avx512_kernel_table();
+const KernelTable& generic_kernel_table();
+
+// ---- work split and scratch sizes (shared by glue and kernels) ---------------------------------
+constexpr int kChannelRowBlock = 64;  // rows of (B*P, D) handled together by channel mixing
+
+inline int64_t token_units(int64_t batch, int, int) { return batch; }
+inline int64_t channel_units(int64_t batch, int patches, int) {
+  return (batch * patches + kChannelRowBlock - 1) / kChannelRowBlock;
+}
+// The forwards hand GEMMs some B operands packed in strips of kStripCols columns (gemm.h's
+// kStripWidth): K x N takes strip_packed_elems(K, N).
+constexpr int kStripCols = 64;
+inline int column_strips(int N) { return (N + kStripCols - 1) / kStripCols; }
+inline size_t strip_packed_elems(int K, int N) { return size_t(column_strips(N)) * K * kStripCols; }
+inline size_t token_scratch(int P, int D, int H, bool backward) {
+  if (backward) return 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P);
+  return strip_packed_elems(P, D) + size_t(H) * kStripCols;  // U in strips, one strip of A
+}
+inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form) {
+  const size_t R = kChannelRowBlock;
+  if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
+  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H + strip_packed_elems(H, D);  // + W2^T in strips
+}
+// What MixingArgs::saved holds (channel mixing only; the token kernels ignore it): per row,
+// H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the sum Z that its LayerNorm
+// normalizes (row stride H + D).
+inline int channel_saved_cols(int D, int H, MixingForm form) { return H + (form == MixingForm::PostNorm ? D : 0); }
+
+inline size_t round_to_lanes(size_t n) { return (n + 15) / 16 * 16; }  // keeps sub-buffers 64-byte aligned
+// Fourier mixing: z, the mixed sample (tokens x dim), and the GEMM path's Y (tokens x 2H), P and Q
+// (tokens x H), plus rows and per-row statistics; the backward also holds dv and X in fp32.
+inline int fourier_half(int dim) { return dim / 2 + 1; }
+inline size_t fourier_scratch(int tokens, int dim, bool backward) {
+  const size_t sd = round_to_lanes(size_t(tokens) * dim), h = size_t(fourier_half(dim));
+  const size_t gemm = round_to_lanes(tokens * 2 * h) + 2 * round_to_lanes(tokens * h);
+  return sd * (backward ? 3 : 2) + gemm + 2 * round_to_lanes(dim) + 2 * round_to_lanes(tokens);
+}
+inline size_t gating_scratch(int P, int half, bool backward) {
+  const size_t tile = round_to_lanes(size_t(P) * half);
+  return backward ? 6 * tile + 2 * round_to_lanes(P) : 2 * tile + round_to_lanes(half);
+}
+
+}}  // namespace mixerkern::cpu
