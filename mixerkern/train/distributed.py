@@ -50,6 +50,11 @@ def setup(device: str = "auto") -> Context:
     return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), device=dev)
 
 
-def teardown() -> None:
+def teardown(sync: bool = False) -> None:
+    """Leaves the process group. ``sync`` (after a successful run) first waits for every rank:
+    a rank that closes its gloo connections while a peer is still finishing its last collective
+    can make that peer's gloo thread abort the process (seen once in CI, SIGABRT at exit)."""
     if dist.is_initialized():
+        if sync:
+            dist.barrier()
         dist.destroy_process_group()

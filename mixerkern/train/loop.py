@@ -221,9 +221,12 @@ def run(cfg: RunConfig, on_step: Callable[[int, int], None] | None = None) -> di
         torch.set_num_threads(cfg.threads)
     ctx = distributed.setup(training_device(cfg))
     try:
-        return _run(cfg, ctx, on_step)
-    finally:
-        distributed.teardown()
+        result = _run(cfg, ctx, on_step)
+    except BaseException:
+        distributed.teardown()  # no barrier: the other ranks may never reach it
+        raise
+    distributed.teardown(sync=True)
+    return result
 
 
 def _run(cfg: RunConfig, ctx: distributed.Context, on_step) -> dict[str, Any]:
