@@ -2,7 +2,8 @@
 
 Each op runs at the shapes it has in the first block of its model (mixer-cifar100 for token and
 channel mixing, gmlp-cifar100 for spatial gating, fnet-cifar100 for Fourier mixing and the post-norm
-channel mixing, patchless-cifar10 for the bare token and channel MLPs), 1 thread,
+channel mixing, patchless-cifar10 for the bare token and channel MLPs, mixer-cifar100's stem for
+the patch embedding), 1 thread,
 with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.compile of that) and
 ``fused`` (mixerkern.functional). Passes:
 
@@ -106,9 +107,19 @@ def mlp_case(op: str):
     return torch.randn(BATCH, height, width), params, dict(approximate="none"), flops
 
 
+def patch_case(op: str):
+    """The same for mixer-cifar100's stem: images (B, 3, 64, 64), Conv2d weight (256, 3, 8, 8)."""
+    with torch.device("meta"):
+        stem = create_model("mixer-cifar100", fused=False).stem
+    torch.manual_seed(0)
+    proj = torch.nn.Conv2d(stem.in_chans, stem.dim, stem.patch_size, stride=stem.patch_size)
+    flops = BATCH * stem.gemm_flops()
+    return torch.randn(BATCH, stem.in_chans, *stem.image_size), (proj.weight, proj.bias), {}, flops
+
+
 CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case,
          "fourier_mixing": fourier_case, "token_mlp": mlp_case, "channel_mlp": mlp_case,
-         "channel_mixing_postnorm": postnorm_case}
+         "channel_mixing_postnorm": postnorm_case, "patch_embed": patch_case}
 
 
 class OpBench:
@@ -118,7 +129,7 @@ class OpBench:
         self.op = OPS[op]
         x, params, kwargs, self.forward_flops = CASES[op](op)
         self.inputs = tuple(t.detach().clone().requires_grad_() for t in (x, *params))
-        grad_out = torch.randn(self.op.output_shape(tuple(x.shape)))
+        grad_out = torch.randn(self.op.out_shape(x, params))
         self.grad_out = {torch.float32: grad_out, torch.bfloat16: grad_out.bfloat16()}
         fused_op, reference_op = getattr(mixerkern.functional, op), getattr(reference, op)
 

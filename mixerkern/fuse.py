@@ -1,6 +1,6 @@
 """Swap reference layers for fused ones (and back) inside any model.
 
->>> model = mixerkern.fuse(model)     # every reference MixerLayer -> FusedMixerLayer, same weights
+>>> model = mixerkern.fuse(model)     # every reference MixerLayer -> FusedMixerLayer (and so on), same weights
 >>> model = mixerkern.unfuse(model)   # and back
 
 The replacement takes over the *same* Parameter (and buffer) objects, so nothing is copied, dtype,
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import FusedFNetLayer, FusedgMLPLayer, FusedMixerLayer, FusedPatchlessLayer
-from .reference import FNetLayer, MixerLayer, PatchlessLayer, gMLPLayer
+from .layers import FusedFNetLayer, FusedgMLPLayer, FusedMixerLayer, FusedPatchEmbed, FusedPatchlessLayer
+from .reference import FNetLayer, MixerLayer, PatchEmbed, PatchlessLayer, gMLPLayer
 
 # reference class -> fused class. Each pair must share constructor and state_dict, and the reference
 # class must have ``config()`` returning its constructor kwargs. Matching is on the exact type:
@@ -23,6 +23,7 @@ FUSED_LAYERS: dict[type[nn.Module], type[nn.Module]] = {
     gMLPLayer: FusedgMLPLayer,
     FNetLayer: FusedFNetLayer,
     PatchlessLayer: FusedPatchlessLayer,
+    PatchEmbed: FusedPatchEmbed,
 }
 
 

@@ -51,8 +51,16 @@ def make_fourier_inputs(batch: int, tokens: int, dim: int, dtype=torch.float32):
     return x.to(dtype), [p.to(dtype) for p in params]
 
 
-def random_grad_out(op, x):
-    return torch.randn(op.output_shape(tuple(x.shape)), dtype=x.dtype, device=x.device)
+def make_patch_inputs(batch: int, chans: int, height: int, width: int, patch: int, dim: int, dtype=torch.float32):
+    """Fresh random images (B, C, H, W) and a patch embedding's Conv2d weight (dim, C, p, p) and bias."""
+    x = torch.randn(batch, chans, height, width, dtype=torch.float64)
+    params = [torch.randn(dim, chans, patch, patch, dtype=torch.float64) / (chans * patch * patch)**0.5,
+              0.5 * torch.randn(dim, dtype=torch.float64)]
+    return x.to(dtype), [p.to(dtype) for p in params]
+
+
+def random_grad_out(op, x, params):
+    return torch.randn(op.out_shape(x, params), dtype=x.dtype, device=x.device)
 
 
 def run_with_grads(fn, x, params, grad_out, **kw):
@@ -77,7 +85,7 @@ def fused_vs_reference(op, x, params, grad_out, mask=None, seed=None, dropout_p=
 
 
 def assert_close_to_reference(op, x, params, dropout_p=0.0, approximate="none", eps=1e-6, train=False):
-    grad_out = random_grad_out(op, x)
+    grad_out = random_grad_out(op, x, params)
     seed = draw_seed() if dropout_p > 0 else None
     mask = dropout_mask(seed, x.shape, dropout_p, x.dtype) if dropout_p > 0 else None
     (out, grads), (ref_out, ref_grads) = fused_vs_reference(
@@ -97,7 +105,7 @@ def assert_error_budget(op, x64, params64, approximate="none", dtype=torch.bfloa
 
     ``run(x, params, grad_out, approximate)`` gives the output and gradients under test (default:
     the op through its public entry point)."""
-    grad64 = random_grad_out(op, x64)
+    grad64 = random_grad_out(op, x64, params64)
     kw = op.reference_kwargs(approximate=approximate)
     truth = run_with_grads(op.reference, x64, params64, grad64, **kw)
     low = lambda ts: [t.to(dtype) for t in ts]  # noqa: E731

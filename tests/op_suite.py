@@ -71,7 +71,7 @@ class FusedOpSuite:
         assert torch.equal(out, self.op.forward_op(x, *params, *settings))
         hidden = params[self.op.param_names.index("fc1_weight")].shape[0]
         assert saved.shape == self.op.saved_shape(tuple(x.shape), hidden) and saved.dtype == torch.float32
-        g = random_grad_out(self.op, x)
+        g = random_grad_out(self.op, x, params)
         for a, b in zip(self.op.backward_op(g, x, *params, *settings, saved),
                         self.op.backward_op(g, x, *params, *settings)):
             assert rel_err(a, b) < 1e-6
@@ -121,7 +121,7 @@ class FusedOpSuite:
         if len(isas) < 2:
             pytest.skip(f"only {isas} available on this CPU")
         x, params = self.inputs(self.shapes[0])
-        g = random_grad_out(self.op, x)
+        g = random_grad_out(self.op, x, params)
         results = {}
         for isa in isas:
             with cpu_isa(isa):
@@ -151,7 +151,7 @@ class FusedOpSuite:
         x, params = self.inputs(self.shapes[0])
         x = x[:0].requires_grad_()
         out = self.op(x, *params)
-        assert out.shape == self.op.output_shape(tuple(x.shape))
+        assert out.shape == self.op.out_shape(x, params)
         out.sum().backward()
         assert x.grad.shape == x.shape
 
@@ -171,7 +171,7 @@ class FusedOpSuite:
     def test_bad_input_errors_name_the_argument(self):
         x, params = self.inputs(self.shapes[0])
         names = self.op.param_names
-        with pytest.raises(ValueError, match=r"x must be 3-D"):
+        with pytest.raises(ValueError, match=rf"x must be {self.op.x_dims}-D"):
             self.op(x[0], *params)
         for args, message in self.bad_shape_cases(x, params):
             with pytest.raises(ValueError, match=message):

@@ -7,8 +7,8 @@ from torch import nn
 
 from mixerkern import FusedFNetLayer, FusedgMLPLayer, FusedMixerLayer, fuse, unfuse
 from mixerkern.models import create_model
-from mixerkern.layers import FusedPatchlessLayer
-from mixerkern.reference import FNetLayer, MixerLayer, PatchlessLayer, gMLPLayer
+from mixerkern.layers import FusedPatchEmbed, FusedPatchlessLayer
+from mixerkern.reference import FNetLayer, MixerLayer, PatchEmbed, PatchlessLayer, gMLPLayer
 
 TINY = dict(image_size=32, patch_size=8, dim=36, depth=3, token_hidden=11, channel_hidden=50,
             num_classes=5, final_norm=True, pos_embed=True)
@@ -32,7 +32,7 @@ def test_model_round_trip_keeps_outputs_names_and_parameters():
     params = dict(model.named_parameters())
 
     assert fuse(model) is model
-    assert block_types(model) == [FusedMixerLayer] * 3
+    assert block_types(model) == [FusedMixerLayer] * 3 and type(model.stem) is FusedPatchEmbed
     assert model.state_dict().keys() == state.keys()
     # The same Parameter objects (an optimizer built before fuse keeps working), values untouched.
     assert all(p is params[k] for k, p in model.named_parameters())
@@ -40,7 +40,7 @@ def test_model_round_trip_keeps_outputs_names_and_parameters():
     assert (model(x) - expected).abs().max() <= 1e-5 * expected.abs().max()
 
     assert unfuse(model) is model
-    assert block_types(model) == [MixerLayer] * 3
+    assert block_types(model) == [MixerLayer] * 3 and type(model.stem) is PatchEmbed
     assert model.state_dict().keys() == state.keys()
     assert torch.equal(model(x), expected)  # back to the very same reference math
 

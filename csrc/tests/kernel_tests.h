@@ -4,6 +4,7 @@
 #include "../cpu/dropout.h"
 #include "../cpu/gemm.h"
 #include "../cpu/layernorm.h"
+#include "../cpu/patch_embed_kernels.h"
 
 #include <cstdio>
 #include <random>
@@ -144,8 +145,35 @@ inline void test_dropout_and_bf16() {
   MK_EXPECT(float_to_bf16(1.01171875f).bits == 0x3f82, "round-to-nearest-even (up)");
 }
 
+// gather_patches against Conv2d's (channel, row, column) flattening, and scatter_patches as its
+// exact inverse, for patches narrower than, equal to and wider than one vector.
+inline void test_patch_gather_scatter() {
+  using V = Vec<float>;
+  const int cases[][4] = {{2, 6, 9, 3}, {3, 16, 32, 16}, {1, 34, 68, 17}, {2, 4, 4, 1}};  // C, H, W, p
+  for (const auto& c : cases) {
+    PatchArgs<float> a;
+    a.channels = c[0]; a.height = c[1]; a.width = c[2]; a.patch = c[3];
+    const int p = a.patch, K = a.depth(), gw = a.grid_w();
+    const auto image = randn(size_t(a.image_elems()), 11);
+    std::vector<float> xp(size_t(a.patches()) * K), back(image.size(), 0.f);
+    gather_patches<V>(a, image.data(), xp.data());
+    int bad = 0;
+    for (int q = 0; q < a.patches(); ++q)
+      for (int ch = 0; ch < a.channels; ++ch)
+        for (int i = 0; i < p; ++i)
+          for (int j = 0; j < p; ++j) {
+            const float want = image[(size_t(ch) * a.height + q / gw * p + i) * a.width + q % gw * p + j];
+            bad += xp[size_t(q) * K + (ch * p + i) * p + j] != want;
+          }
+    MK_EXPECT(bad == 0, "gather_patches C=%d H=%d W=%d p=%d: %d wrong values", c[0], c[1], c[2], p, bad);
+    scatter_patches<V>(a, xp.data(), back.data());
+    MK_EXPECT(back == image, "scatter_patches C=%d H=%d W=%d p=%d does not invert the gather", c[0], c[1], c[2], p);
+  }
+}
+
 inline int run_all() {
   test_gemm();
+  test_patch_gather_scatter();
   test_gelu();
   test_layernorm_row();
   test_dropout_and_bf16();

@@ -2,6 +2,7 @@
 from .fnet import FusedFNetLayer
 from .gmlp import FusedgMLPLayer
 from .mixer import FusedMixerLayer
+from .patch_embed import FusedPatchEmbed
 from .patchless import FusedPatchlessLayer
 
-__all__ = ["FusedMixerLayer", "FusedgMLPLayer", "FusedFNetLayer", "FusedPatchlessLayer"]
+__all__ = ["FusedMixerLayer", "FusedgMLPLayer", "FusedFNetLayer", "FusedPatchlessLayer", "FusedPatchEmbed"]

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..layers import FusedPatchlessLayer
 from ..reference import Mlp, PatchlessLayer
-from .classifier import _pair
+from ..reference.patch_embed import image_pair
 
 
 class _RowMap(nn.Module):
@@ -22,7 +22,7 @@ class _RowMap(nn.Module):
     def _setup(self, image_size, in_chans: int, depth: int) -> None:
         if in_chans < 1 or depth < 0:
             raise ValueError(f"in_chans must be >= 1 and depth >= 0, got in_chans={in_chans}, depth={depth}")
-        self.image_size, self.in_chans = _pair(image_size), in_chans
+        self.image_size, self.in_chans = image_pair(image_size), in_chans
         self.height, self.width = self.image_size[0], self.image_size[1] * in_chans
 
     def to_rows(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Importing this package defines every op (schema, fake kernel, autograd) and load
 CPU kernels. If they cannot be built, each op falls back to its reference math with a one-time
 warning, unless MIXERKERN_REQUIRE_COMPILED=1, which makes that an error. MIXERKERN_DISABLE_CPP=1
 skips the compiled kernels on purpose (to test or debug the fallback). CUDA tensors dispatch to the
-Triton kernels in mixerkern/triton/, imported at their first use (triton is the optional `gpu` extra).
+Triton kernels in mixerkern/triton/, imported at their first use (triton is the optional `gpu` extra),
+except patch_embed's, which are torch's own (a gather and one cuBLAS GEMM).
 """
 from __future__ import annotations
 
@@ -18,16 +19,17 @@ from .channel_mixing import channel_mixing
 from .channel_mixing_postnorm import channel_mixing_postnorm
 from .channel_mlp import channel_mlp
 from .fourier_mixing import fourier_mixing
+from .patch_embed import patch_embed
 from .spatial_gating import spatial_gating
 from .token_mixing import token_mixing
 from .token_mlp import token_mlp
 
 OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing, "spatial_gating": spatial_gating,
        "fourier_mixing": fourier_mixing, "token_mlp": token_mlp, "channel_mlp": channel_mlp,
-       "channel_mixing_postnorm": channel_mixing_postnorm}
+       "channel_mixing_postnorm": channel_mixing_postnorm, "patch_embed": patch_embed}
 
 for _op in OPS.values():
-    _op.register_triton_cuda_kernels()
+    _op.register_cuda_kernels()
 
 _load_error: str | None = None
 if os.environ.get("MIXERKERN_DISABLE_CPP") == "1":
@@ -75,7 +77,7 @@ def backend_info() -> dict:
     """Which implementation serves each op on each device, plus the build's status."""
     cpu = f"cpp-{cpu_isa()}" if _load_error is None else "reference-fallback"
     cuda = "triton" if importlib.util.find_spec("triton") is not None else "unavailable (pip install mixerkern[gpu])"
-    info = {name: {"cpu": cpu, "cuda": cuda} for name in OPS}
+    info = {name: {"cpu": cpu, "cuda": cuda if op.cuda == "triton" else "torch"} for name, op in OPS.items()}
     info["cpu_isa"] = cpu_isa()
     info["cpu_library"] = str(_extension.build_dir()) if _load_error is None else None
     info["cpu_load_error"] = _load_error

@@ -34,7 +34,11 @@ class FusedOp:
 
     ``expected_shapes(x_shape, param_shapes)`` returns the shape each parameter must have (a dict
     keyed by parameter name), or raises ValueError when x itself cannot be valid; ``output_shape``
-    maps x's shape to the output's. ``normalized`` says whether the op has a LayerNorm (and so an
+    maps x's shape and that dict of parameter shapes to the output's. ``x_dims``: x's rank.
+    ``x_grad_optional``: the backward takes a trailing ``bool x_grad`` and, when it is false, skips
+    the gradient of x (returned as an empty tensor); autograd passes whether x needs one. For ops
+    whose x is usually a leaf without gradient (images into the patch embedding), where dx would
+    cost a GEMM as large as the forward's. ``normalized`` says whether the op has a LayerNorm (and so an
     ``eps``), ``activation`` whether it has a GELU and dropout (and so the settings for them).
     ``autocast``: whether autocast runs the op in its lower precision, as it does Linear.
     ``reference`` is the plain-PyTorch math (mixerkern.reference.functional), called as
@@ -49,12 +53,15 @@ class FusedOp:
     """
 
     def __init__(self, name: str, param_names: tuple[str, ...], reference: Callable, expected_shapes: Callable,
-                 layout: str, output_shape: Callable = tuple, activation: bool = True, normalized: bool = True,
-                 autocast: bool = True, saved_shape: Callable | None = None):
+                 layout: str, output_shape: Callable = lambda x_shape, shapes: x_shape, activation: bool = True,
+                 normalized: bool = True, autocast: bool = True, saved_shape: Callable | None = None,
+                 x_dims: int = 3, cuda: str = "triton", x_grad_optional: bool = False):
         self.name, self.param_names, self.reference = name, param_names, reference
         self.expected_shapes, self.output_shape, self.activation = expected_shapes, output_shape, activation
         self.normalized, self.autocast, self.saved_shape = normalized, autocast, saved_shape
         self.layout = layout  # human-readable layout of x and the weights, for error messages
+        self.x_dims, self.x_grad_optional = x_dims, x_grad_optional
+        self.cuda = cuda  # the CUDA kernels: "triton" (mixerkern/triton/<name>.py) or "reference" (torch's own)
         self._fallback = False  # the reference CPU kernels are registered (they save nothing)
         settings = [_EPS_SETTING] * normalized + [_ACTIVATION_SETTINGS] * activation
         self.num_scalars = normalized + 2 * activation  # settings before the seed tensor
@@ -62,7 +69,9 @@ class FusedOp:
         grads = ", ".join(["Tensor"] * (1 + len(param_names)))
         saved_arg = ", Tensor? saved=None" if saved_shape else ""
         LIB.define(f"{name}({args}) -> Tensor")
-        LIB.define(f"{name}_backward(Tensor grad_out, {args}{saved_arg}) -> ({grads})")
+        x_grad_arg = ", bool x_grad=True" if x_grad_optional else ""
+        assert not (saved_shape and x_grad_optional), "the flag would follow `saved`: not supported"
+        LIB.define(f"{name}_backward(Tensor grad_out, {args}{saved_arg}{x_grad_arg}) -> ({grads})")
         self.forward_op = getattr(torch.ops.mixerkern, name).default
         self.backward_op = getattr(torch.ops.mixerkern, f"{name}_backward").default
         torch.library.register_fake(f"mixerkern::{name}", self._fake_forward, lib=LIB)
@@ -80,8 +89,8 @@ class FusedOp:
     # ---- argument checks (the C++ kernels repeat them with TORCH_CHECK) -------------------------
     def check(self, x, params, approximate="none", dropout_p=0.0):
         where = f"mixerkern.{self.name}"
-        if x.dim() != 3:
-            raise ValueError(f"{where}: x must be 3-D {self.layout}, got shape {tuple(x.shape)}")
+        if x.dim() != self.x_dims:
+            raise ValueError(f"{where}: x must be {self.x_dims}-D {self.layout}, got shape {tuple(x.shape)}")
         tensors = dict(x=x, **dict(zip(self.param_names, params)))
         supported = SUPPORTED_DTYPES.get(x.device.type, SUPPORTED_DTYPES["cpu"] + SUPPORTED_DTYPES["cuda"])
         names = ", ".join(str(d).removeprefix("torch.") for d in supported[:-1]) + " or " + \
@@ -107,6 +116,10 @@ class FusedOp:
         if not 0.0 <= dropout_p < 1.0:
             raise ValueError(f"{where}: dropout_p must be in [0, 1), got {dropout_p}")
 
+    def out_shape(self, x, params) -> tuple:
+        """The shape of the op's output for input x and parameters params."""
+        return tuple(self.output_shape(tuple(x.shape), {n: tuple(p.shape) for n, p in zip(self.param_names, params)}))
+
     def settings(self, eps=1e-6, approximate="none", dropout_p=0.0, seed=None) -> tuple:
         """The positional settings of ``forward_op`` after x and the parameters."""
         return (eps,) * self.normalized + (approximate, dropout_p, seed) * self.activation
@@ -127,7 +140,7 @@ class FusedOp:
     def _fake_forward(self, x, *rest):
         params, (eps, approximate, dropout_p, seed) = self._split(rest)
         self.check(x, params, approximate, dropout_p)
-        return x.new_empty(self.output_shape(tuple(x.shape)))
+        return x.new_empty(self.out_shape(x, params))
 
     def _fake_train(self, x, *rest):
         out = self._fake_forward(x, *rest)
@@ -137,9 +150,15 @@ class FusedOp:
         return out, x.new_empty(self.saved_shape(tuple(x.shape), rest[self.param_names.index("fc1_weight")].shape[0]),
                                 dtype=dtype)
 
+    def _x_grad_flag(self, rest) -> bool:
+        """The backward's trailing x_grad flag (True when the op has none or it is omitted)."""
+        n = len(self.param_names) + self.num_scalars + self.activation  # params, settings, seed
+        return bool(rest[n]) if self.x_grad_optional and len(rest) > n else True
+
     def _fake_backward(self, grad_out, x, *rest):
         params = rest[:len(self.param_names)]
-        return (torch.empty_like(x, memory_format=torch.contiguous_format), *(torch.empty_like(p) for p in params))
+        dx = torch.empty_like(x, memory_format=torch.contiguous_format) if self._x_grad_flag(rest) else x.new_empty(0)
+        return (dx, *(torch.empty_like(p) for p in params))
 
     # ---- autograd: the backward kernel recomputes LN (and GELU from its saved input, if the
     # training forward saved it) and regenerates the dropout mask --------------------------------
@@ -156,8 +175,10 @@ class FusedOp:
     def _backward(self, ctx, grad_out, *_grad_saved):
         saved = ctx.saved_tensors
         n = 1 + len(self.param_names)
-        grads = self.backward_op(grad_out.contiguous(), *saved[:n], *ctx.scalars, *saved[n:])
-        return (*grads, *[None] * (ctx.num_inputs - n))
+        flag = (ctx.needs_input_grad[0],) if self.x_grad_optional else ()
+        grads = self.backward_op(grad_out.contiguous(), *saved[:n], *ctx.scalars, *saved[n:], *flag)
+        dx = grads[0] if ctx.needs_input_grad[0] or not self.x_grad_optional else None
+        return (dx, *grads[1:], *[None] * (ctx.num_inputs - n))
 
     # ---- reference kernels, used only when the compiled CPU kernels could not be loaded ----------
     def _reference_forward(self, x, *rest):
@@ -167,11 +188,13 @@ class FusedOp:
         return self.reference(x, *params, **self.reference_kwargs(eps, approximate, mask))
 
     def _reference_backward(self, grad_out, x, *rest):
-        n = len(self.param_names)
+        n, x_grad = len(self.param_names), self._x_grad_flag(rest)
+        rest = rest[:n + self.num_scalars + self.activation]
         inputs = [t.detach().requires_grad_() for t in (x, *rest[:n])]
         with torch.enable_grad():
             out = self._reference_forward(*inputs, *rest[n:])
-        return torch.autograd.grad(out, inputs, grad_out)
+        grads = torch.autograd.grad(out, inputs, grad_out)
+        return grads if x_grad else (x.new_empty(0), *grads[1:])
 
     def _kernels_saving_nothing(self, forward: Callable, backward: Callable) -> dict:
         """{op name: kernel} for devices whose kernels recompute: <name>_train returns an empty saved."""
@@ -192,8 +215,12 @@ class FusedOp:
             LIB.impl(name, warned(kernel), "CPU")
 
     # ---- CUDA kernels: Triton, imported at the first call on a CUDA tensor -------------------------
-    def register_triton_cuda_kernels(self):
+    def register_cuda_kernels(self):
         """Registering touches no GPU and imports no triton: both wait for the first CUDA call."""
+        if self.cuda == "reference":
+            for name, kernel in self._kernels_saving_nothing(self._reference_forward, self._reference_backward).items():
+                LIB.impl(name, kernel, "CUDA")
+            return
         def kernel(entry):
             def run(*args):
                 kernels = _triton_kernels(self.name)

@@ -22,4 +22,4 @@ def _expected_shapes(x_shape, shapes):
 
 spatial_gating = FusedOp("spatial_gating", PARAMS, reference.spatial_gating, _expected_shapes,
                          layout="(B, num_patches, hidden) with proj_weight (num_patches, num_patches)",
-                         output_shape=lambda s: (*s[:-1], s[-1] // 2))
+                         output_shape=lambda s, _: (*s[:-1], s[-1] // 2))

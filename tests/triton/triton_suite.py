@@ -35,7 +35,7 @@ class TritonOpSuite:
         return x.to(device, dtype), [p.to(device, dtype) for p in params]
 
     def compare(self, x, params, approximate="none", dropout_p=0.0):
-        grad_out = random_grad_out(self.op, x)
+        grad_out = random_grad_out(self.op, x, params)
         seed = draw_seed() if dropout_p > 0 else None
         mask = dropout_mask(seed, x.shape, dropout_p, x.dtype).to(x.device) if dropout_p > 0 else None
         out, grads = run_kernels(self.op, x, params, grad_out, approximate, dropout_p, seed)
@@ -84,8 +84,8 @@ class TritonOpSuite:
     def test_empty_batch(self, device):
         x, params = self.inputs(self.shapes[0], torch.float32, device)
         x = x[:0]
-        out, grads = run_kernels(self.op, x, params, random_grad_out(self.op, x))
-        assert out.shape == self.op.output_shape(tuple(x.shape)) and grads[0].shape == x.shape
+        out, grads = run_kernels(self.op, x, params, random_grad_out(self.op, x, params))
+        assert out.shape == self.op.out_shape(x, params) and grads[0].shape == x.shape
         assert all(float(g.abs().sum()) == 0 for g in grads[1:])  # no samples, no parameter gradient
 
     # ---- only with a GPU: the registered op itself ---------------------------------------------
@@ -107,7 +107,7 @@ class TritonOpSuite:
         settings = self.op.settings()
         out, saved = self.op.train_op(x, *params, *settings)
         assert saved.numel() == 0 and torch.equal(out, self.op.forward_op(x, *params, *settings))
-        grad_out = random_grad_out(self.op, x)
+        grad_out = random_grad_out(self.op, x, params)
         _, grads = run_with_grads(self.op, x, params, grad_out)
         _, ref_grads = run_with_grads(self.op.reference, x, params, grad_out, **self.op.reference_kwargs())
         for g, r in zip(grads, ref_grads):
