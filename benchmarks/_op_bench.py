@@ -3,7 +3,7 @@
 Each op runs at the shapes it has in the first block of its model (mixer-cifar100 for token and
 channel mixing, gmlp-cifar100 for spatial gating, fnet-cifar100 for Fourier mixing and the post-norm
 channel mixing, patchless-cifar10 for the bare token and channel MLPs, mixer-cifar100's stem for
-the patch embedding), 1 thread,
+the patch embedding, a whole mixer-cifar100 layer for mixer_block), 1 thread,
 with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.compile of that) and
 ``fused`` (mixerkern.functional). Passes:
 
@@ -107,6 +107,13 @@ def mlp_case(op: str):
     return torch.randn(BATCH, height, width), params, dict(approximate="none"), flops
 
 
+def block_case(op: str):
+    """The same for a whole mixer-cifar100 layer (mixer_block): token then channel mixing's parameters."""
+    x, token, settings, flops = mixing_case("token_mixing")
+    _, channel, _, channel_flops = mixing_case("channel_mixing")
+    return x, token + channel, settings, flops + channel_flops
+
+
 def patch_case(op: str):
     """The same for mixer-cifar100's stem: images (B, 3, 64, 64), Conv2d weight (256, 3, 8, 8)."""
     with torch.device("meta"):
@@ -119,7 +126,8 @@ def patch_case(op: str):
 
 CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case,
          "fourier_mixing": fourier_case, "token_mlp": mlp_case, "channel_mlp": mlp_case,
-         "channel_mixing_postnorm": postnorm_case, "patch_embed": patch_case}
+         "channel_mixing_postnorm": postnorm_case, "patch_embed": patch_case,
+         "mixer_block": block_case}
 
 
 class OpBench:

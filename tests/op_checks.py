@@ -51,6 +51,14 @@ def make_fourier_inputs(batch: int, tokens: int, dim: int, dtype=torch.float32):
     return x.to(dtype), [p.to(dtype) for p in params]
 
 
+def make_block_inputs(batch: int, patches: int, dim: int, token_hidden: int, channel_hidden: int,
+                      dtype=torch.float32):
+    """Fresh random x and a Mixer layer's token- then channel-mixing parameters (mixer_block)."""
+    x, token = make_mixing_inputs("token_mixing", batch, patches, dim, token_hidden, dtype)
+    _, channel = make_mixing_inputs("channel_mixing", batch, patches, dim, channel_hidden, dtype)
+    return x, token + channel
+
+
 def make_patch_inputs(batch: int, chans: int, height: int, width: int, patch: int, dim: int, dtype=torch.float32):
     """Fresh random images (B, C, H, W) and a patch embedding's Conv2d weight (dim, C, p, p) and bias."""
     x = torch.randn(batch, chans, height, width, dtype=torch.float64)

@@ -45,8 +45,7 @@ void channel_postnorm_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1
   const Dropout drop = make_dropout(a);
   S* z = scratch;                       // R x D   X in the compute type, then Z
   S* act = z + kChannelRowBlock * D;    // R x H
-  S* w2p = act + kChannelRowBlock * H;  // W2^T in strips (see channel_mixing_forward)
-  pack_strips(a.w2t, H, D, D, w2p);
+  const S* w2p = a.w2t_strips;
   for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));
@@ -124,8 +123,7 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
   S* act = u + kChannelRowBlock * D;    // R x H
   // fc2 reads W2^T's 64-column strips once per row tile: packed contiguous, a strip stays in L1
   // (rows D floats apart fall into few L1 sets when D is a multiple of 256).
-  S* w2p = act + kChannelRowBlock * H;
-  pack_strips(a.w2t, H, D, D, w2p);
+  const S* w2p = a.w2t_strips;
   for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));

@@ -20,26 +20,27 @@ struct Params {  // the six parameter tensors, in schema order (no LN ones for t
   bool normalized() const { return form != MixingForm::BareMlp; }
 };
 
+// `op` and `prefix` name the op and its parameters in messages (mixer_block: "token_", "channel_").
 void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::string_view approximate,
-                  double dropout_p) {
-  const char* name = op_name(kind, p.form);
+                  double dropout_p, const char* op = nullptr, const std::string& prefix = "") {
+  const char* name = op ? op : op_name(kind, p.form);
   TORCH_CHECK(x.dim() == 3, "mixerkern.", name, ": x must be 3-D (B, num_patches, dim), got shape ",
               shape_str(x.sizes()));
-  check_dtypes_devices(name, x, {{"fc1_weight", &p.w1}, {"fc1_bias", &p.b1}, {"fc2_weight", &p.w2},
-                                {"fc2_bias", &p.b2}});
-  if (p.normalized()) check_dtypes_devices(name, x, {{"ln_weight", &p.ln_w}, {"ln_bias", &p.ln_b}});
-  TORCH_CHECK(p.w1.dim() == 2, "mixerkern.", name, ": fc1_weight must be 2-D, got shape ", shape_str(p.w1.sizes()));
+  const std::string ln_w = prefix + "ln_weight", ln_b = prefix + "ln_bias", w1 = prefix + "fc1_weight",
+                    b1 = prefix + "fc1_bias", w2 = prefix + "fc2_weight", b2 = prefix + "fc2_bias";
+  check_dtypes_devices(name, x, {{w1.c_str(), &p.w1}, {b1.c_str(), &p.b1}, {w2.c_str(), &p.w2}, {b2.c_str(), &p.b2}});
+  if (p.normalized()) check_dtypes_devices(name, x, {{ln_w.c_str(), &p.ln_w}, {ln_b.c_str(), &p.ln_b}});
+  TORCH_CHECK(p.w1.dim() == 2, "mixerkern.", name, ": ", w1, " must be 2-D, got shape ", shape_str(p.w1.sizes()));
   const int64_t P = x.size(1), D = x.size(2), H = p.w1.size(0);
   const int64_t mixed = kind == MixingKind::Token ? P : D;  // the axis the MLP mixes
-  std::vector<std::pair<const char*, std::pair<const at::Tensor*, std::vector<int64_t>>>> expected = {
-      {"fc1_weight", {&p.w1, {H, mixed}}}, {"fc1_bias", {&p.b1, {H}}}, {"fc2_weight", {&p.w2, {mixed, H}}},
-      {"fc2_bias", {&p.b2, {mixed}}}};
-  if (p.normalized()) expected.insert(expected.begin(), {{"ln_weight", {&p.ln_w, {D}}}, {"ln_bias", {&p.ln_b, {D}}}});
+  std::vector<std::pair<std::string, std::pair<const at::Tensor*, std::vector<int64_t>>>> expected = {
+      {w1, {&p.w1, {H, mixed}}}, {b1, {&p.b1, {H}}}, {w2, {&p.w2, {mixed, H}}}, {b2, {&p.b2, {mixed}}}};
+  if (p.normalized()) expected.insert(expected.begin(), {{ln_w, {&p.ln_w, {D}}}, {ln_b, {&p.ln_b, {D}}}});
   for (const auto& [arg, te] : expected)
     TORCH_CHECK(te.first->sizes() == at::IntArrayRef(te.second), "mixerkern.", name, ": ", arg, " must have shape ",
-                shape_str(te.second), " for x of shape ", shape_str(x.sizes()), " and fc1_weight of shape ",
+                shape_str(te.second), " for x of shape ", shape_str(x.sizes()), " and ", w1, " of shape ",
                 shape_str(p.w1.sizes()), ", got ", shape_str(te.first->sizes()));
-  TORCH_CHECK(H > 0, "mixerkern.", name, ": the hidden size (fc1_weight.size(0)) must be positive");
+  TORCH_CHECK(H > 0, "mixerkern.", name, ": the hidden size (", w1, ".size(0)) must be positive");
   TORCH_CHECK(P < (1 << 30) && D < (1 << 30) && H < (1 << 30), "mixerkern.", name, ": dimensions too large");
   check_settings(name, approximate, dropout_p);
 }
@@ -47,11 +48,11 @@ void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::st
 // Compute-type copies of the parameters in the layouts the kernels read, plus the scalar settings.
 template <class T> struct Prepared {
   using S = compute_t<T>;
-  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t;
+  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t, w2t_strips;
   MixingArgs<T> args;
 
-  Prepared(const at::Tensor& x, const Params& p, double eps, c10::string_view approximate, double dropout_p,
-           const std::optional<at::Tensor>& seed) {
+  Prepared(MixingKind kind, const at::Tensor& x, const Params& p, double eps, c10::string_view approximate,
+           double dropout_p, const std::optional<at::Tensor>& seed) {
     const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
     auto prep = [&](const at::Tensor& t) { return t.to(ct).contiguous(); };
     if (p.normalized()) {
@@ -62,6 +63,12 @@ template <class T> struct Prepared {
     b1 = prep(p.b1); b2 = prep(p.b2);
     w1 = prep(p.w1); w2 = prep(p.w2);
     w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
+    if (kind == MixingKind::Channel) {  // [strip][H][64], zero-padded past D
+      const int64_t H = w2t.size(0), D = w2t.size(1), strips = column_strips(int(D));
+      w2t_strips = at::constant_pad_nd(w2t, {0, strips * kStripCols - D}).view({H, strips, kStripCols})
+                       .permute({1, 0, 2}).contiguous();
+      args.w2t_strips = w2t_strips.data_ptr<S>();
+    }
     args.batch = x.size(0);
     args.patches = int(x.size(1));
     args.dim = int(x.size(2));
@@ -107,7 +114,7 @@ void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double 
                   double dropout_p, const std::optional<at::Tensor>& seed, bool backward, Bind&& bind, Work&& work) {
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    Prepared<T> prep(x, p, eps, approximate, dropout_p, seed);
+    Prepared<T> prep(kind, x, p, eps, approximate, dropout_p, seed);
     MixingArgs<T>& a = prep.args;
     bind(a);
     const auto& k = kernels_for<T>(kind);
@@ -198,6 +205,53 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
   auto out = [&](const at::Tensor& t) { return t.to(x.scalar_type()).contiguous(); };
   return {dx, out(part(0, D)), out(part(D, D)), out(dw1), out(part(2 * D + n1, H)),
           out(part(2 * D + n1 + H, n2).view(fc2_weight.sizes())), out(part(2 * D + n1 + H + n2, nb2))};
+}
+
+at::Tensor mixer_block_forward(const at::Tensor& x_in, const at::Tensor& token_ln_weight,
+                               const at::Tensor& token_ln_bias, const at::Tensor& token_fc1_weight,
+                               const at::Tensor& token_fc1_bias, const at::Tensor& token_fc2_weight,
+                               const at::Tensor& token_fc2_bias, const at::Tensor& channel_ln_weight,
+                               const at::Tensor& channel_ln_bias, const at::Tensor& channel_fc1_weight,
+                               const at::Tensor& channel_fc1_bias, const at::Tensor& channel_fc2_weight,
+                               const at::Tensor& channel_fc2_bias, double eps, c10::string_view approximate) {
+  const Params tp{MixingForm::Block, token_ln_weight, token_ln_bias, token_fc1_weight, token_fc1_bias,
+                  token_fc2_weight, token_fc2_bias};
+  const Params cp{MixingForm::Block, channel_ln_weight, channel_ln_bias, channel_fc1_weight, channel_fc1_bias,
+                  channel_fc2_weight, channel_fc2_bias};
+  check_inputs(MixingKind::Token, x_in, tp, approximate, 0.0, "mixer_block", "token_");
+  check_inputs(MixingKind::Channel, x_in, cp, approximate, 0.0, "mixer_block", "channel_");
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor out = at::empty_like(x);
+  if (x.numel() == 0) return out;
+  with_storage_type(x.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    using S = compute_t<T>;
+    Prepared<T> tok(MixingKind::Token, x, tp, eps, approximate, 0.0, std::nullopt);
+    Prepared<T> chan(MixingKind::Channel, x, cp, eps, approximate, 0.0, std::nullopt);
+    tok.args.x = data<T>(x);
+    tok.args.out = data<T>(out);
+    const auto& token_kernels = kernels_for<T>(MixingKind::Token);
+    const auto& channel_kernels = kernels_for<T>(MixingKind::Channel);
+    const int P = tok.args.patches, D = tok.args.dim;
+    const size_t token_part = round_to_lanes(scratch_elems(MixingKind::Token, tok.args, false));
+    parallel_units<S>(x.size(0), token_part + scratch_elems(MixingKind::Channel, chan.args, false),
+                      [&](int64_t b0, int64_t b1, S* buf) {
+      // This thread's images, channel-mixed in place as a batch of their own: each row block as
+      // soon as token mixing has written all its rows, while they are still in L2.
+      MixingArgs<T> c = chan.args;
+      c.batch = b1 - b0;
+      c.x = c.out = tok.args.out + b0 * P * D;
+      const int64_t blocks = channel_units(c.batch, P, D);
+      int64_t done = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        token_kernels.forward(tok.args, b, b + 1, buf);
+        const int64_t ready = b + 1 == b1 ? blocks : (b + 1 - b0) * P / kChannelRowBlock;
+        if (ready > done) channel_kernels.forward(c, done, ready, buf + token_part);
+        done = std::max(done, ready);
+      }
+    });
+  });
+  return out;
 }
 
 }}  // namespace mixerkern::cpu

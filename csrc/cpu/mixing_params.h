@@ -37,6 +37,9 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   const S *ln_w = nullptr, *ln_b = nullptr, *b1 = nullptr, *b2 = nullptr;
   const S *w1 = nullptr, *w2 = nullptr;    // fc1/fc2 weights as nn.Linear stores them
   const S *w1t = nullptr, *w2t = nullptr;  // their transposes
+  // W2^T in column strips (strip_packed_elems(hidden, dim), the layout of gemm.h's pack_strips),
+  // packed once per call for the channel forwards' fc2.
+  const S* w2t_strips = nullptr;
   S eps = S(1e-6);
   MixingForm form = MixingForm::Block;  // ln_w / ln_b / eps are unused by BareMlp
   // The activations the backward would otherwise recompute with GEMMs (null: recompute them).
@@ -169,7 +172,7 @@ inline size_t token_scratch(int P, int D, int H, bool backward) {
 inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form) {
   const size_t R = kChannelRowBlock;
   if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
-  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H + strip_packed_elems(H, D);  // + W2^T in strips
+  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
 }
 // What MixingArgs::saved holds (channel mixing only; the token kernels ignore it): per row,
 // H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the sum Z that its LayerNorm

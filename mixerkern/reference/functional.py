@@ -79,3 +79,13 @@ def patch_embed(x, weight, bias):
     patches = x.reshape(batch, chans, height // p, p, width // p, p).permute(0, 2, 4, 1, 3, 5)
     patches = patches.reshape(batch, (height // p) * (width // p), chans * p * p)
     return F.linear(patches, weight.reshape(weight.shape[0], -1), bias)
+
+
+def mixer_block(x, token_ln_weight, token_ln_bias, token_fc1_weight, token_fc1_bias, token_fc2_weight,
+                token_fc2_bias, channel_ln_weight, channel_ln_bias, channel_fc1_weight, channel_fc1_bias,
+                channel_fc2_weight, channel_fc2_bias, eps: float = 1e-6, approximate: str = "none"):
+    """A whole Mixer layer without dropout: channel mixing of token mixing's output."""
+    y = token_mixing(x, token_ln_weight, token_ln_bias, token_fc1_weight, token_fc1_bias, token_fc2_weight,
+                     token_fc2_bias, eps=eps, approximate=approximate)
+    return channel_mixing(y, channel_ln_weight, channel_ln_bias, channel_fc1_weight, channel_fc1_bias,
+                          channel_fc2_weight, channel_fc2_bias, eps=eps, approximate=approximate)
