@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from mixerkern.models import create_model, flops_per_image
 
-from ._common import (BATCH, DTYPES, PROVIDERS, THREADS, assert_close, infer, make_batch, precision,
+from ._common import (BATCH, DTYPES, PROVIDERS, THREADS, assert_close, infer, make_batch, peak_probe, precision,
                       prepare_compiled, record, rel_error, run_pedantic, train_step)
 from ._memory import training_memory
 
@@ -103,7 +103,7 @@ def run_model_benchmark(benchmark, name: str, mode: str, dtype: str, threads: in
     baselines = {}
     if provider == "fused":  # eager and compile interleaved with it, see run_pedantic
         prepare_compiled(threads)
-        baselines = {p: bench.step(p, mode, dtype) for p in PROVIDERS if p != provider}
+        baselines = {p: bench.step(p, mode, dtype) for p in PROVIDERS if p != provider} | {"matmul": peak_probe()}
     # The warm-up round absorbs torch.compile's compilation and AdamW's state allocation.
     result, side_by_side = run_pedantic(benchmark, bench.step(provider, mode, dtype), rounds=ROUNDS,
                                         warmup_rounds=1, side_by_side=baselines)

@@ -27,7 +27,8 @@ from mixerkern.ops import OPS
 from mixerkern.reference import FNetLayer, MixerLayer, PatchlessLayer, gMLPLayer
 from mixerkern.reference import functional as reference
 
-from ._common import BATCH, DTYPES, PROVIDERS, assert_close, precision, prepare_compiled, record, run_pedantic
+from ._common import (BATCH, DTYPES, PROVIDERS, assert_close, peak_probe, precision, prepare_compiled, record,
+                      run_pedantic)
 
 PASSES = ("fwd", "fwd+bwd")
 THREADS = 1
@@ -184,6 +185,7 @@ def run_op_benchmark(benchmark, op: str, pass_: str, dtype: str, provider: str) 
     if provider == "fused":  # eager and compile interleaved with it, see run_pedantic
         prepare_compiled(THREADS)
         baselines = {p: functools.partial(bench.run, p, pass_, dtype) for p in PROVIDERS if p != provider}
+        baselines["matmul"] = peak_probe()
     _, side_by_side = run_pedantic(benchmark, lambda: bench.run(provider, pass_, dtype), rounds=ROUNDS,
                                    warmup_rounds=WARMUP_ROUNDS, side_by_side=baselines)
     flops = bench.forward_flops * (3 if pass_ == "fwd+bwd" else 1)  # backward: 2 GEMMs per forward GEMM

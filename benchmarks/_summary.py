@@ -15,7 +15,7 @@ COLUMNS = (  # (header, row key, format)
     ("model", "model", "{}"), ("mode", "mode", "{}"), ("dtype", "dtype", "{}"),
     ("threads", "threads", "{}"), ("provider", "label", "{}"), ("ms/batch", "ms_per_batch", "{:.1f}"),
     ("img/s/core", "img_per_s_per_core", "{:.0f}"), ("GFLOP/s", "gflops_per_s", "{:.1f}"),
-    ("roofline %", "roofline_pct", "{:.1f}"), ("vs eager", "speedup_vs_eager", "{:.2f}x"),
+    ("roofline %", "roofline_pct", "{:.1f}"), ("peak GFLOP/s", "peak_gflops_per_s", "{:.1f}"), ("vs eager", "speedup_vs_eager", "{:.2f}x"),
     ("vs compile", "speedup_vs_compile", "{:.2f}x"), ("side by side: eager / compile ms", "side_by_side", "{}"),
     ("saved MiB", "saved_mib", "{:.1f}"),
     ("step peak MiB", "step_peak_mib", "{:.1f}"),
@@ -85,7 +85,8 @@ def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "img/s/core = batch / fastest round's time / threads. Fused rows' speedups are side by side: "
               "before each timed fused round, one eager and one compile call run (timed apart), and the "
-              "speedup is the ratio of the fastest calls. GFLOP/s counts GEMM FLOPs only (train: 3x "
+              "speedup is the ratio of the fastest calls. So does one fp32 1024^3 matmul, whose fastest "
+              "call is the peak of the fused row's roofline % (other rows: the session's peak above). GFLOP/s counts GEMM FLOPs only (train: 3x "
               "forward). saved MiB: tensors saved for backward (saved_tensors_hooks, excl. params and "
               "input); step peak MiB: peak RSS growth over 2 training steps in a fresh process (see "
               "benchmarks/_memory.py)."]
