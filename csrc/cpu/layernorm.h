@@ -30,6 +30,43 @@ inline void row_stats(const T* x, int n, S eps, S* mean, S* rstd) {
   *rstd = S(1) / std::sqrt(sq / S(n) + eps);
 }
 
+// Mean and rstd of `rows` rows of n values, kStatRows rows per pass: the rows' sums are independent
+// chains the core overlaps, and 1/sqrt runs once per vector of rows (row_stats row by row: 178-270
+// TSC cycles per row of 256 floats; the same passes with a scalar 1/sqrt per row: 161; this: ~90).
+constexpr int kStatRows = kLanes;
+template <class V, class T, class S = typename V::scalar>
+inline void rows_stats(const T* x, int rows, int n, S eps, S* mean, S* rstd) {
+  using M = typename V::Mask;
+  const M full = V::mask(kLanes);
+  // acc[q] = f(acc[q], v, mask) over one row; the pass is a template argument so that neither
+  // its choice nor a tail mask costs anything in the main loop.
+  auto row = [&](const T* xr, auto f) {
+    V acc[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+    int j = 0;
+    for (; j + 4 * kLanes <= n; j += 4 * kLanes)
+      for (int q = 0; q < 4; ++q) acc[q] = f(acc[q], load_as(xr + j + q * kLanes, full), std::false_type{}, full);
+    for (; j < n; j += kLanes) acc[0] = f(acc[0], load_as(xr + j, V::mask(n - j)), std::true_type{}, V::mask(n - j));
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])).reduce_add() / S(n);
+  };
+  alignas(64) S mu[kStatRows], var[kStatRows];  // locals: stores to mean/rstd could alias x
+  for (int r0 = 0; r0 < rows; r0 += kStatRows) {
+    const int nr = imin(kStatRows, rows - r0);
+    const T* x0 = x + int64_t(r0) * n;
+    for (int r = 0; r < nr; ++r) mu[r] = row(x0 + int64_t(r) * n, [](V a, V v, auto, M) { return a + v; });
+    for (int r = 0; r < nr; ++r) {
+      const V vmu = V::set1(mu[r]);
+      var[r] = row(x0 + int64_t(r) * n, [&](V a, V v, auto tail, M m) {
+        V d = v - vmu;
+        if constexpr (decltype(tail)::value) d = d.keep(m);  // lanes past the row must not count
+        return fmadd(d, d, a);
+      });
+    }
+    const M m = V::mask(nr);  // one vector of rows: a scalar sqrt and division per row cost ~2x
+    V::load(mu, m).store(mean + r0, m);
+    (V::set1(S(1)) / sqrt(V::load(var, m) + V::set1(eps))).store(rstd + r0, m);
+  }
+}
+
 // y = (x - mean) * rstd * w + b for one row (y in the compute or the storage type).
 template <class V, class T, class U, class S = typename V::scalar>
 inline void row_normalize(const T* x, int n, S mean, S rstd, const S* w, const S* b, U* y) {
@@ -46,11 +83,14 @@ inline void row_normalize(const T* x, int n, S mean, S rstd, const S* w, const S
 template <class V, class T, class U, class S = typename V::scalar>
 inline void normalize_rows(const T* x, int rows, int n, S eps, const S* w, const S* b, U* y, S* mean = nullptr,
                            S* rstd = nullptr) {
-  for (int r = 0; r < rows; ++r) {
-    S mu, rs;
-    row_stats<V>(x + int64_t(r) * n, n, eps, &mu, &rs);
-    row_normalize<V>(x + int64_t(r) * n, n, mu, rs, w, b, y + int64_t(r) * n);
-    if (mean) { mean[r] = mu; rstd[r] = rs; }
+  alignas(64) S mu[kStatRows], rs[kStatRows];
+  for (int r0 = 0; r0 < rows; r0 += kStatRows) {
+    const int nr = imin(kStatRows, rows - r0);
+    rows_stats<V>(x + int64_t(r0) * n, nr, n, eps, mu, rs);
+    for (int r = 0; r < nr; ++r) {
+      row_normalize<V>(x + int64_t(r0 + r) * n, n, mu[r], rs[r], w, b, y + int64_t(r0 + r) * n);
+      if (mean) { mean[r0 + r] = mu[r]; rstd[r0 + r] = rs[r]; }
+    }
   }
 }
 

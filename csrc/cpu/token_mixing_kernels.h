@@ -88,11 +88,12 @@ inline const S* mlp_input(const MixingArgs<T>& a, const T* x, int rows, int n, S
 // dst[(s * rows + r) * 64 ...] (a narrower last strip keeps the row stride 64).
 template <class V, class T, class S = typename V::scalar>
 inline void mlp_input_strips(const MixingArgs<T>& a, const T* x, int rows, int n, S* dst) {
+  const bool ln = a.form == MixingForm::Block;
+  alignas(64) S mu[kStatRows], rs[kStatRows];
   for (int r = 0; r < rows; ++r) {
     const T* xr = x + int64_t(r) * n;
-    S mean = 0, rstd = 1;
-    const bool ln = a.form == MixingForm::Block;
-    if (ln) row_stats<V>(xr, n, a.eps, &mean, &rstd);
+    if (ln && r % kStatRows == 0) rows_stats<V>(xr, imin(kStatRows, rows - r), n, a.eps, mu, rs);
+    const S mean = ln ? mu[r % kStatRows] : S(0), rstd = ln ? rs[r % kStatRows] : S(1);
     for (int c0 = 0; c0 < n; c0 += kStripCols) {
       const int w = imin(kStripCols, n - c0);
       S* y = dst + (int64_t(c0 / kStripCols) * rows + r) * kStripCols;

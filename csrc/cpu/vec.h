@@ -56,6 +56,8 @@ template <class S> struct VecG {
   friend VecG operator+(const VecG& a, const VecG& b) { return zip(a, b, [](S x, S y) { return x + y; }); }
   friend VecG operator-(const VecG& a, const VecG& b) { return zip(a, b, [](S x, S y) { return x - y; }); }
   friend VecG operator*(const VecG& a, const VecG& b) { return zip(a, b, [](S x, S y) { return x * y; }); }
+  friend VecG operator/(const VecG& a, const VecG& b) { return zip(a, b, [](S x, S y) { return x / y; }); }
+  friend VecG sqrt(const VecG& a) { return a.map([](S x) { return std::sqrt(x); }); }
   friend VecG fmadd(const VecG& a, const VecG& b, const VecG& c) {
     VecG r; for (int i = 0; i < kLanes; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i]; return r;
   }
@@ -112,6 +114,8 @@ inline Vec512 operator+(Vec512 a, Vec512 b) { return {_mm512_add_ps(a.v, b.v)}; 
 inline Vec512 operator-(Vec512 a, Vec512 b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline Vec512 operator*(Vec512 a, Vec512 b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline Vec512 fmadd(Vec512 a, Vec512 b, Vec512 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline Vec512 operator/(Vec512 a, Vec512 b) { return {_mm512_div_ps(a.v, b.v)}; }
+inline Vec512 sqrt(Vec512 a) { return {_mm512_sqrt_ps(a.v)}; }
 
 inline Vec512 load_as(const float* p, __mmask16 m) { return Vec512::load(p, m); }
 inline Vec512 load_as(const bf16* p, __mmask16 m) {

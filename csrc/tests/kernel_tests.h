@@ -171,9 +171,28 @@ inline void test_patch_gather_scatter() {
   }
 }
 
+// rows_stats (16 rows per pass, one vector 1/sqrt) against row_stats row by row: the same sums in
+// the same order, so equal up to the rounding of a vector vs a scalar division and square root.
+inline void test_rows_stats() {
+  using V = Vec<float>;
+  for (int n : {1, 17, 100, 256}) {
+    const int rows = 37;
+    const auto x = randn(size_t(rows) * n, 7 + n);
+    std::vector<float> mean(rows), rstd(rows);
+    rows_stats<V>(x.data(), rows, n, 1e-5f, mean.data(), rstd.data());
+    for (int r = 0; r < rows; ++r) {
+      float m, s;
+      row_stats<V>(x.data() + size_t(r) * n, n, 1e-5f, &m, &s);
+      MK_EXPECT(mean[r] == m && std::abs(rstd[r] - s) <= 1e-6f * s, "rows_stats n=%d row %d: (%g, %g) vs (%g, %g)", n, r,
+                mean[r], rstd[r], m, s);
+    }
+  }
+}
+
 inline int run_all() {
   test_gemm();
   test_patch_gather_scatter();
+  test_rows_stats();
   test_gelu();
   test_layernorm_row();
   test_dropout_and_bf16();
