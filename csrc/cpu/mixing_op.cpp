@@ -51,8 +51,9 @@ template <class T> struct Prepared {
   at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t, w2t_strips;
   MixingArgs<T> args;
 
-  Prepared(MixingKind kind, const at::Tensor& x, const Params& p, double eps, c10::string_view approximate,
-           double dropout_p, const std::optional<at::Tensor>& seed) {
+  // forward: also pack W2^T in strips for the channel forwards' fc2 (the backwards do not read it).
+  Prepared(MixingKind kind, bool forward, const at::Tensor& x, const Params& p, double eps,
+           c10::string_view approximate, double dropout_p, const std::optional<at::Tensor>& seed) {
     const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
     auto prep = [&](const at::Tensor& t) { return t.to(ct).contiguous(); };
     if (p.normalized()) {
@@ -63,7 +64,7 @@ template <class T> struct Prepared {
     b1 = prep(p.b1); b2 = prep(p.b2);
     w1 = prep(p.w1); w2 = prep(p.w2);
     w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
-    if (kind == MixingKind::Channel) {  // [strip][H][64], zero-padded past D
+    if (forward && kind == MixingKind::Channel) {  // [strip][H][64], zero-padded past D
       const int64_t H = w2t.size(0), D = w2t.size(1), strips = column_strips(int(D));
       w2t_strips = at::constant_pad_nd(w2t, {0, strips * kStripCols - D}).view({H, strips, kStripCols})
                        .permute({1, 0, 2}).contiguous();
@@ -114,7 +115,7 @@ void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double 
                   double dropout_p, const std::optional<at::Tensor>& seed, bool backward, Bind&& bind, Work&& work) {
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    Prepared<T> prep(kind, x, p, eps, approximate, dropout_p, seed);
+    Prepared<T> prep(kind, !backward, x, p, eps, approximate, dropout_p, seed);
     MixingArgs<T>& a = prep.args;
     bind(a);
     const auto& k = kernels_for<T>(kind);
@@ -226,8 +227,8 @@ at::Tensor mixer_block_forward(const at::Tensor& x_in, const at::Tensor& token_l
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     using S = compute_t<T>;
-    Prepared<T> tok(MixingKind::Token, x, tp, eps, approximate, 0.0, std::nullopt);
-    Prepared<T> chan(MixingKind::Channel, x, cp, eps, approximate, 0.0, std::nullopt);
+    Prepared<T> tok(MixingKind::Token, true, x, tp, eps, approximate, 0.0, std::nullopt);
+    Prepared<T> chan(MixingKind::Channel, true, x, cp, eps, approximate, 0.0, std::nullopt);
     tok.args.x = data<T>(x);
     tok.args.out = data<T>(out);
     const auto& token_kernels = kernels_for<T>(MixingKind::Token);

@@ -118,7 +118,7 @@ template <class T> struct FourierKernels {  // work units are samples
 template <class T> struct PatchArgs : Activations<T> {
   using S = compute_t<T>;
   int channels = 0, height = 0, width = 0, patch = 0, dim = 0;
-  const S *w = nullptr, *wt = nullptr;  // W (dim x K) and W^T (K x dim)
+  const S *w = nullptr, *wt = nullptr;  // W (dim x K) and W^T (K x dim; forward only)
   const S* bias = nullptr;  // backward: out (dx) may be null, when x needs no gradient
   int grid_w() const { return width / patch; }
   int patches() const { return (height / patch) * grid_w(); }

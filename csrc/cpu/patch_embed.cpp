@@ -28,16 +28,16 @@ void check_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   TORCH_CHECK(C * p * p < (1 << 30) && D < (1 << 30) && H * W < (1 << 30), "mixerkern.", kOp, ": dimensions too large");
 }
 
-// Compute-type copies of W (dim x K) and W^T, plus the shapes.
+// Compute-type copies of W (dim x K) and, for the forward, W^T, plus the shapes.
 template <class T> struct Prepared {
   using S = compute_t<T>;
   at::Tensor w, wt, bias;
   PatchArgs<T> args;
 
-  Prepared(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias_in) {
+  Prepared(bool forward, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias_in) {
     const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
     w = weight.to(ct).reshape({weight.size(0), -1}).contiguous();
-    wt = w.t().contiguous();
+    if (forward) wt = w.t().contiguous();
     bias = bias_in.to(ct).contiguous();
     args.batch = x.size(0);
     args.channels = int(x.size(1));
@@ -45,7 +45,8 @@ template <class T> struct Prepared {
     args.width = int(x.size(3));
     args.patch = int(weight.size(2));
     args.dim = int(weight.size(0));
-    args.w = w.data_ptr<S>(); args.wt = wt.data_ptr<S>(); args.bias = bias.data_ptr<S>();
+    args.w = w.data_ptr<S>(); args.bias = bias.data_ptr<S>();
+    if (forward) args.wt = wt.data_ptr<S>();
   }
 };
 
@@ -63,7 +64,7 @@ at::Tensor forward(const at::Tensor& x_in, const at::Tensor& weight, const at::T
   if (out.numel() == 0) return out;
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    Prepared<T> prep(x, weight, bias);
+    Prepared<T> prep(true, x, weight, bias);
     PatchArgs<T>& a = prep.args;
     a.x = data<T>(x);
     a.out = data<T>(out);
@@ -91,7 +92,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
     with_storage_type(x.scalar_type(), [&](auto tag) {
       using T = decltype(tag);
       using S = compute_t<T>;
-      Prepared<T> prep(x, weight, bias);
+      Prepared<T> prep(false, x, weight, bias);
       PatchArgs<T>& a = prep.args;
       a.x = data<T>(x);
       a.grad_out = data<T>(g);
