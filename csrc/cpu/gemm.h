@@ -44,11 +44,15 @@ inline void gemm_tile(int K, const S* A, int64_t a_rs, int64_t a_cs, const S* B,
       for (int j = 0; j < NV; ++j) acc[i][j].store(part + i * ldp + j * kLanes);
     return;
   }
+  // A local copy whose address never escapes: the intrinsics' vector stores may alias anything,
+  // so through the caller's reference every member (pointers, strides, flags) is reloaded after
+  // each stored vector (~20 scalar instructions per vector in ResidualOut).
+  const Epi e = epi;
   const typename V::Mask full = V::mask(kLanes);
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) epi(i0 + i, j0 + j * kLanes, acc[i][j], j == NV - 1 ? tail : full);
+    for (int j = 0; j < NV; ++j) e(i0 + i, j0 + j * kLanes, acc[i][j], j == NV - 1 ? tail : full);
 }
 
 // All row tiles of one column strip of NV vectors. Remainder rows use 4/2/1-row tiles, so only

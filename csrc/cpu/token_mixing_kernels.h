@@ -39,7 +39,7 @@ template <class V, class T, bool kRowBias, class U = T> struct ResidualOut {
   U* out;  // T, or the compute type for the post-norm form's sum before its LayerNorm
   int64_t ld, base;
   const typename V::scalar* bias;
-  const Dropout& drop;
+  Dropout drop;  // a copy, for the same reason gemm_tile copies the epilogue
   int64_t ahead;  // elements from this block to the next one, whose x and out lines are prefetched
   bool residual;  // false for the bare MLPs: out = Drop(C + bias)
 
