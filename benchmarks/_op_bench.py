@@ -3,7 +3,7 @@
 Each op runs at the shapes it has in the first block of its model (mixer-cifar100 for token and
 channel mixing, gmlp-cifar100 for spatial gating, fnet-cifar100 for Fourier mixing and the post-norm
 channel mixing, patchless-cifar10 for the bare token and channel MLPs, mixer-cifar100's stem for
-the patch embedding, a whole mixer-cifar100 layer for mixer_block), 1 thread,
+the patch embedding, mixer-cifar100's four blocks for mixer_blocks), 1 thread,
 with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.compile of that) and
 ``fused`` (mixerkern.functional). Passes:
 
@@ -22,7 +22,7 @@ import math
 import torch
 
 import mixerkern
-from mixerkern.models import create_model
+from mixerkern.models import create_model, get_preset
 from mixerkern.ops import OPS
 from mixerkern.reference import FNetLayer, MixerLayer, PatchlessLayer, gMLPLayer
 from mixerkern.reference import functional as reference
@@ -109,10 +109,12 @@ def mlp_case(op: str):
 
 
 def block_case(op: str):
-    """The same for a whole mixer-cifar100 layer (mixer_block): token then channel mixing's parameters."""
+    """The same for mixer-cifar100's blocks (mixer_blocks): each block's token then channel mixing
+    parameters, as many blocks as the preset has (the first block's, repeated)."""
     x, token, settings, flops = mixing_case("token_mixing")
     _, channel, _, channel_flops = mixing_case("channel_mixing")
-    return x, token + channel, settings, flops + channel_flops
+    depth = get_preset("mixer-cifar100")["depth"]
+    return x, (token + channel) * depth, settings, depth * (flops + channel_flops)
 
 
 def patch_case(op: str):
@@ -128,7 +130,7 @@ def patch_case(op: str):
 CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case,
          "fourier_mixing": fourier_case, "token_mlp": mlp_case, "channel_mlp": mlp_case,
          "channel_mixing_postnorm": postnorm_case, "patch_embed": patch_case,
-         "mixer_block": block_case}
+         "mixer_blocks": block_case}
 
 
 class OpBench:

@@ -52,11 +52,14 @@ def make_fourier_inputs(batch: int, tokens: int, dim: int, dtype=torch.float32):
 
 
 def make_block_inputs(batch: int, patches: int, dim: int, token_hidden: int, channel_hidden: int,
-                      dtype=torch.float32):
-    """Fresh random x and a Mixer layer's token- then channel-mixing parameters (mixer_block)."""
-    x, token = make_mixing_inputs("token_mixing", batch, patches, dim, token_hidden, dtype)
-    _, channel = make_mixing_inputs("channel_mixing", batch, patches, dim, channel_hidden, dtype)
-    return x, token + channel
+                      dtype=torch.float32, depth: int = 1):
+    """Fresh random x and ``depth`` Mixer layers' token- then channel-mixing parameters, flat (mixer_blocks)."""
+    params = []
+    for _ in range(depth):
+        x, token = make_mixing_inputs("token_mixing", batch, patches, dim, token_hidden, dtype)
+        _, channel = make_mixing_inputs("channel_mixing", batch, patches, dim, channel_hidden, dtype)
+        params += token + channel
+    return x, params
 
 
 def make_patch_inputs(batch: int, chans: int, height: int, width: int, patch: int, dim: int, dtype=torch.float32):

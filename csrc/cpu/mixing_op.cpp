@@ -1,5 +1,7 @@
 #include "mixing_op.h"
 
+#include <algorithm>
+#include <string>
 #include <vector>
 
 #include "dispatch.h"
@@ -20,7 +22,7 @@ struct Params {  // the six parameter tensors, in schema order (no LN ones for t
   bool normalized() const { return form != MixingForm::BareMlp; }
 };
 
-// `op` and `prefix` name the op and its parameters in messages (mixer_block: "token_", "channel_").
+// `op` and `prefix` name the op and its parameters in messages (mixer_blocks: "block 0 token_", ...).
 void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::string_view approximate,
                   double dropout_p, const char* op = nullptr, const std::string& prefix = "") {
   const char* name = op ? op : op_name(kind, p.form);
@@ -208,47 +210,56 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
           out(part(2 * D + n1 + H, n2).view(fc2_weight.sizes())), out(part(2 * D + n1 + H + n2, nb2))};
 }
 
-at::Tensor mixer_block_forward(const at::Tensor& x_in, const at::Tensor& token_ln_weight,
-                               const at::Tensor& token_ln_bias, const at::Tensor& token_fc1_weight,
-                               const at::Tensor& token_fc1_bias, const at::Tensor& token_fc2_weight,
-                               const at::Tensor& token_fc2_bias, const at::Tensor& channel_ln_weight,
-                               const at::Tensor& channel_ln_bias, const at::Tensor& channel_fc1_weight,
-                               const at::Tensor& channel_fc1_bias, const at::Tensor& channel_fc2_weight,
-                               const at::Tensor& channel_fc2_bias, double eps, c10::string_view approximate) {
-  const Params tp{MixingForm::Block, token_ln_weight, token_ln_bias, token_fc1_weight, token_fc1_bias,
-                  token_fc2_weight, token_fc2_bias};
-  const Params cp{MixingForm::Block, channel_ln_weight, channel_ln_bias, channel_fc1_weight, channel_fc1_bias,
-                  channel_fc2_weight, channel_fc2_bias};
-  check_inputs(MixingKind::Token, x_in, tp, approximate, 0.0, "mixer_block", "token_");
-  check_inputs(MixingKind::Channel, x_in, cp, approximate, 0.0, "mixer_block", "channel_");
+at::Tensor mixer_blocks_forward(const at::Tensor& x_in, at::TensorList params, double eps,
+                                c10::string_view approximate) {
+  TORCH_CHECK(!params.empty() && params.size() % kBlockParams == 0, "mixerkern.mixer_blocks: params must hold ",
+              kBlockParams, " tensors per block (token ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, ",
+              "fc2_bias, then channel's), got ", params.size());
+  const size_t depth = params.size() / kBlockParams;
+  auto half = [&](size_t block, MixingKind kind) {  // one block's token or channel parameters
+    const at::Tensor* t = &params[block * kBlockParams + (kind == MixingKind::Token ? 0 : kBlockParams / 2)];
+    return Params{MixingForm::Block, t[0], t[1], t[2], t[3], t[4], t[5]};
+  };
+  for (size_t l = 0; l < depth; ++l)
+    for (auto [kind, name] : {std::pair{MixingKind::Token, "token_"}, std::pair{MixingKind::Channel, "channel_"}})
+      check_inputs(kind, x_in, half(l, kind), approximate, 0.0, "mixer_blocks",
+                   "block " + std::to_string(l) + " " + name);
   const at::Tensor x = x_in.contiguous();
   at::Tensor out = at::empty_like(x);
   if (x.numel() == 0) return out;
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     using S = compute_t<T>;
-    Prepared<T> tok(MixingKind::Token, true, x, tp, eps, approximate, 0.0, std::nullopt);
-    Prepared<T> chan(MixingKind::Channel, true, x, cp, eps, approximate, 0.0, std::nullopt);
-    tok.args.x = data<T>(x);
-    tok.args.out = data<T>(out);
+    std::vector<Prepared<T>> tok, chan;
+    tok.reserve(depth);
+    chan.reserve(depth);
+    size_t token_part = 0, channel_part = 0;
+    for (size_t l = 0; l < depth; ++l) {
+      tok.emplace_back(MixingKind::Token, true, x, half(l, MixingKind::Token), eps, approximate, 0.0, std::nullopt);
+      chan.emplace_back(MixingKind::Channel, true, x, half(l, MixingKind::Channel), eps, approximate, 0.0,
+                        std::nullopt);
+      token_part = std::max(token_part, round_to_lanes(scratch_elems(MixingKind::Token, tok[l].args, false)));
+      channel_part = std::max(channel_part, scratch_elems(MixingKind::Channel, chan[l].args, false));
+    }
     const auto& token_kernels = kernels_for<T>(MixingKind::Token);
     const auto& channel_kernels = kernels_for<T>(MixingKind::Channel);
-    const int P = tok.args.patches, D = tok.args.dim;
-    const size_t token_part = round_to_lanes(scratch_elems(MixingKind::Token, tok.args, false));
-    parallel_units<S>(x.size(0), token_part + scratch_elems(MixingKind::Channel, chan.args, false),
-                      [&](int64_t b0, int64_t b1, S* buf) {
-      // This thread's images, channel-mixed in place as a batch of their own: each row block as
-      // soon as token mixing has written all its rows, while they are still in L2.
-      MixingArgs<T> c = chan.args;
-      c.batch = b1 - b0;
-      c.x = c.out = tok.args.out + b0 * P * D;
-      const int64_t blocks = channel_units(c.batch, P, D);
-      int64_t done = 0;
+    const int64_t image = x.size(1) * x.size(2);
+    T* y = data<T>(out);
+    parallel_units<S>(x.size(0), token_part + channel_part, [&](int64_t b0, int64_t b1, S* buf) {
+      // Image by image through all blocks: its activation (P x D) stays in L2 from the first
+      // block's input to the last block's output, instead of making a round trip to memory per
+      // op. Token mixing runs in place after the first block (each output element is written
+      // right after its residual is read), and channel mixing always does.
       for (int64_t b = b0; b < b1; ++b) {
-        token_kernels.forward(tok.args, b, b + 1, buf);
-        const int64_t ready = b + 1 == b1 ? blocks : (b + 1 - b0) * P / kChannelRowBlock;
-        if (ready > done) channel_kernels.forward(c, done, ready, buf + token_part);
-        done = std::max(done, ready);
+        for (size_t l = 0; l < depth; ++l) {
+          MixingArgs<T> t = tok[l].args, c = chan[l].args;
+          t.x = l == 0 ? data<T>(x) : y;
+          t.out = y;
+          c.batch = 1;
+          c.x = c.out = y + b * image;
+          token_kernels.forward(t, b, b + 1, buf);
+          channel_kernels.forward(c, 0, channel_units(1, c.patches, c.dim), buf + token_part);
+        }
       }
     });
   });

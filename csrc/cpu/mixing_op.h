@@ -29,15 +29,12 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
                             double eps, c10::string_view approximate, double dropout_p,
                             const std::optional<at::Tensor>& seed, const std::optional<at::Tensor>& saved);
 
-// mixer_block: token mixing then channel mixing (Block form, no dropout) as one pass over the
-// batch, image by image; see mixerkern/ops/mixer_block.py.
-at::Tensor mixer_block_forward(const at::Tensor& x, const at::Tensor& token_ln_weight, const at::Tensor& token_ln_bias,
-                               const at::Tensor& token_fc1_weight, const at::Tensor& token_fc1_bias,
-                               const at::Tensor& token_fc2_weight, const at::Tensor& token_fc2_bias,
-                               const at::Tensor& channel_ln_weight, const at::Tensor& channel_ln_bias,
-                               const at::Tensor& channel_fc1_weight, const at::Tensor& channel_fc1_bias,
-                               const at::Tensor& channel_fc2_weight, const at::Tensor& channel_fc2_bias, double eps,
-                               c10::string_view approximate);
+// mixer_blocks: Mixer blocks (token then channel mixing, Block form, no dropout) applied in turn,
+// each image through all of them before the next; `params` holds each block's 12 tensors (token
+// ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, then channel's). See
+// mixerkern/ops/mixer_blocks.py.
+constexpr size_t kBlockParams = 12;
+at::Tensor mixer_blocks_forward(const at::Tensor& x, at::TensorList params, double eps, c10::string_view approximate);
 
 // The op-schema signatures (mixerkern/ops/_fused_op.py), bound to one kind and form: what <op>.cpp
 // registers for <op>, <op>_train and <op>_backward. Block and PostNorm share a schema (LN

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import FusedPatchEmbed
+from ..layers import BlockSequence, FusedPatchEmbed
 from ..reference import PatchEmbed
 from .blocks import build_block, get_block_family
 
@@ -48,7 +48,7 @@ class MlpClassifier(nn.Module):
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         block_dropout = dropout if block_dropout is None else block_dropout
-        self.blocks = nn.Sequential(*(
+        self.blocks = BlockSequence(*(
             build_block(block, num_patches, dim, fused, dropout=block_dropout, eps=eps, **block_kwargs)
             for _ in range(depth)))
         self.norm = nn.LayerNorm(dim, eps=eps) if final_norm else nn.Identity()

@@ -81,11 +81,11 @@ def patch_embed(x, weight, bias):
     return F.linear(patches, weight.reshape(weight.shape[0], -1), bias)
 
 
-def mixer_block(x, token_ln_weight, token_ln_bias, token_fc1_weight, token_fc1_bias, token_fc2_weight,
-                token_fc2_bias, channel_ln_weight, channel_ln_bias, channel_fc1_weight, channel_fc1_bias,
-                channel_fc2_weight, channel_fc2_bias, eps: float = 1e-6, approximate: str = "none"):
-    """A whole Mixer layer without dropout: channel mixing of token mixing's output."""
-    y = token_mixing(x, token_ln_weight, token_ln_bias, token_fc1_weight, token_fc1_bias, token_fc2_weight,
-                     token_fc2_bias, eps=eps, approximate=approximate)
-    return channel_mixing(y, channel_ln_weight, channel_ln_bias, channel_fc1_weight, channel_fc1_bias,
-                          channel_fc2_weight, channel_fc2_bias, eps=eps, approximate=approximate)
+def mixer_blocks(x, *params, eps: float = 1e-6, approximate: str = "none"):
+    """Mixer layers without dropout, applied in turn: channel mixing of token mixing's output per
+    block. ``params``: each block's token then channel ln_weight, ln_bias, fc1_weight, fc1_bias,
+    fc2_weight, fc2_bias (12 per block)."""
+    for i in range(0, len(params), 12):
+        x = token_mixing(x, *params[i:i + 6], eps=eps, approximate=approximate)
+        x = channel_mixing(x, *params[i + 6:i + 12], eps=eps, approximate=approximate)
+    return x
