@@ -10,6 +10,10 @@ with providers ``eager`` (mixerkern.reference.functional), ``compile`` (torch.co
 * ``fwd``: the forward as it runs in training (inputs require grad, so autograd records the graph
   and saves what backward needs); one torch.compile graph then serves both passes.
 * ``fwd+bwd``: that forward plus ``torch.autograd.grad`` of all inputs.
+* ``infer``: the forward under ``torch.no_grad()``, for the ops whose kernel serves inference only
+  (mixer_blocks, mixer_features: when autograd records they run the per-block ops, which the
+  token and channel mixing rows time). mixer_blocks runs ``infer`` and ``fwd+bwd``, mixer_features
+  ``infer`` only.
 
 No dropout (dropout_p = 0): the reference takes an explicit mask while the fused op draws its own,
 so only p = 0 is the same work for every provider; the model-level benchmark covers dropout.
@@ -34,6 +38,8 @@ PASSES = ("fwd", "fwd+bwd")
 THREADS = 1
 ROUNDS, WARMUP_ROUNDS = 10, 2  # one call is a few ms to ~0.1 s
 CONFIGS = [(pass_, dtype, provider) for pass_ in PASSES for dtype in DTYPES for provider in PROVIDERS]
+INFERENCE_CONFIGS = [(pass_, dtype, provider) for pass_ in ("infer", "fwd+bwd") for dtype in DTYPES
+                     for provider in PROVIDERS]
 
 
 def block_config(model: str) -> dict:
@@ -127,10 +133,18 @@ def patch_case(op: str):
     return torch.randn(BATCH, stem.in_chans, *stem.image_size), (proj.weight, proj.bias), {}, flops
 
 
+def features_case(op: str):
+    """The same for mixer-cifar100's pooled features (mixer_features): its stem's images and
+    parameters, then its four blocks' (the first block's, repeated); no final norm, as in the preset."""
+    images, stem, _, stem_flops = patch_case("patch_embed")
+    _, blocks, settings, block_flops = block_case("mixer_blocks")
+    return images, (*stem, *blocks), settings, stem_flops + block_flops
+
+
 CASES = {"token_mixing": mixing_case, "channel_mixing": mixing_case, "spatial_gating": gating_case,
          "fourier_mixing": fourier_case, "token_mlp": mlp_case, "channel_mlp": mlp_case,
          "channel_mixing_postnorm": postnorm_case, "patch_embed": patch_case,
-         "mixer_blocks": block_case}
+         "mixer_blocks": block_case, "mixer_features": features_case}
 
 
 class OpBench:
@@ -148,16 +162,16 @@ class OpBench:
             return reference_op(*inputs, **kwargs)
 
         def fused(*inputs):
-            return fused_op(*inputs, **kwargs, dropout_p=0.0)
+            return fused_op(*inputs, **kwargs)
 
         self.providers = dict(eager=eager, compile=torch.compile(eager), fused=fused)
         self.checked: set[tuple] = set()
 
     def run(self, provider: str, pass_: str, dtype: str) -> tuple[torch.Tensor, ...]:
         """The output, then (fwd+bwd) the gradients of every input."""
-        with precision(dtype):
+        with precision(dtype), torch.set_grad_enabled(pass_ != "infer"):
             out = self.providers[provider](*self.inputs)
-        if pass_ == "fwd":
+        if pass_ != "fwd+bwd":
             return (out,)
         return (out, *torch.autograd.grad(out, self.inputs, self.grad_out[out.dtype]))
 
@@ -165,7 +179,8 @@ class OpBench:
         if provider == "eager" or (provider, pass_, dtype) in self.checked:
             return
         self.checked.add((provider, pass_, dtype))
-        names = ("output", *(f"grad {name}" for name in ("x", *self.op.param_names)))
+        labels = ("x", *self.op.param_names)  # stacked-block ops name the first block's only
+        names = ("output", *(f"grad {labels[i] if i < len(labels) else f'input {i}'}" for i in range(len(self.inputs))))
         for name, actual, expected in zip(names, self.run(provider, pass_, dtype),
                                           self.run("eager", pass_, dtype)):
             assert_close(actual, expected, dtype, f"{what}: {name}")

@@ -40,7 +40,7 @@ def add_speedups(rows: list[dict]) -> None:
 
 def sort_key(row: dict) -> tuple:
     """Model-level rows first, then ops; within each, by mode, dtype, threads and provider."""
-    order = {name: i for i, name in enumerate(("inference", "train", "fwd", "fwd+bwd", *_common.DTYPES,
+    order = {name: i for i, name in enumerate(("inference", "train", "infer", "fwd", "fwd+bwd", *_common.DTYPES,
                                                 *_common.PROVIDERS))}
     models = {name: i for i, name in enumerate(_common.MODELS)}
     return (models.get(row["model"], len(models)), row["model"], order[row["mode"]], order[row["dtype"]],

@@ -2,9 +2,9 @@
 vs reference vs torch.compile (see _op_bench)."""
 import pytest
 
-from ._op_bench import CONFIGS, run_op_benchmark
+from ._op_bench import INFERENCE_CONFIGS, run_op_benchmark
 
 
-@pytest.mark.parametrize("pass_,dtype,provider", CONFIGS)
+@pytest.mark.parametrize("pass_,dtype,provider", INFERENCE_CONFIGS)
 def test_mixer_blocks(benchmark, pass_, dtype, provider):
     run_op_benchmark(benchmark, "mixer_blocks", pass_, dtype, provider)

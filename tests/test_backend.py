@@ -24,7 +24,7 @@ def test_compiled_cpu_kernels_are_active():
         assert info[op]["cpu"] in ("cpp-avx512", "cpp-generic"), info
     assert set(mixerkern.ops.OPS) == {"token_mixing", "channel_mixing", "spatial_gating", "fourier_mixing",
                                       "token_mlp", "channel_mlp", "channel_mixing_postnorm", "patch_embed",
-                                      "mixer_blocks"}
+                                      "mixer_blocks", "mixer_features"}
     assert info["patch_embed"]["cuda"] == "torch" and info["token_mixing"]["cuda"] != "torch"
 
 

@@ -5,7 +5,6 @@ import mixerkern
 from mixerkern import FusedMixerLayer
 from mixerkern.layers import BlockSequence
 from mixerkern.layers import mixer as fused_mixer_module
-from mixerkern.models import create_model
 from mixerkern.ops import channel_mixing, mixer_blocks, token_mixing
 from mixerkern.reference import MixerLayer
 from op_checks import (FP32_FWD_RTOL, assert_close_to_reference, assert_error_budget, make_block_inputs, rel_err,
@@ -139,21 +138,3 @@ def test_block_sequence_runs_consecutive_fused_layers_as_one_call(monkeypatch):
     with torch.no_grad():
         assert torch.equal(seq(x), expected)
     assert calls == [1 + 12, 1 + 12, 1 + 12, 1 + 24] and len(hooked) == 1
-
-
-def test_classifier_inference_runs_its_blocks_as_one_call(monkeypatch):
-    calls = []
-    monkeypatch.setattr(fused_mixer_module, "mixer_blocks", lambda *a, **k: calls.append(len(a)) or mixer_blocks(*a, **k))
-    model = create_model("mixer-cifar100", image_size=32, depth=3).eval()
-    images = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        out = model(images)
-    assert calls == [1 + 36]
-    features = model.stem(images)
-    with torch.no_grad():
-        for block in model.blocks:
-            features = block.forward_stages(features)[-1]
-        assert torch.equal(out, model.forward_head(model.norm(features)))
-    model.train()
-    model(images).sum().backward()  # training: the per-layer ops, with gradients
-    assert calls == [1 + 36] and model.blocks[0].mlp_tokens.fc1.weight.grad is not None

@@ -122,11 +122,7 @@ template <class T> struct Prepared {
   }
 };
 
-template <class T> const FourierKernels<T>& kernels() {
-  if constexpr (std::is_same_v<T, float>) return active_kernels().f32.fourier;
-  else if constexpr (std::is_same_v<T, double>) return generic_kernel_table().f64.fourier;  // see kernel_table.h
-  else return active_kernels().b16.fourier;
-}
+template <class T> const auto& kernels() { return op_kernels_for<T>().fourier; }
 
 at::Tensor forward(const at::Tensor& x_in, const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps) {
   check_inputs(x_in, ln_weight, ln_bias);

@@ -2,6 +2,7 @@
 #pragma once
 #include "channel_mixing_kernels.h"
 #include "fourier_mixing_kernels.h"
+#include "mixer_blocks_kernels.h"
 #include "patch_embed_kernels.h"
 #include "spatial_gating_kernels.h"
 #include "token_mixing_kernels.h"
@@ -13,7 +14,8 @@ template <class T> constexpr OpKernels<T> op_kernels() {
           {&channel_mixing_forward<T>, &channel_mixing_backward<T>},
           {&spatial_gating_forward<T>, &spatial_gating_backward<T>},
           {&fourier_mixing_forward<T>, &fourier_mixing_backward<T>, &fourier_mixing_add_spectrum<T>},
-          {&patch_embed_forward<T>, &patch_embed_backward<T>}};
+          {&patch_embed_forward<T>, &patch_embed_backward<T>},
+          {&mixer_blocks_forward<T>}};
 }
 
 inline const KernelTable& kernel_table() {

@@ -6,6 +6,7 @@
 
 #include "dispatch.h"
 #include "op_glue.h"
+#include "patch_embed_op.h"
 
 namespace mixerkern { namespace cpu {
 namespace {
@@ -86,12 +87,7 @@ template <class T> struct Prepared {
 };
 
 template <class T> const MixingKernels<T>& kernels_for(MixingKind kind) {
-  const KernelTable& table = active_kernels();
-  const OpKernels<T>* ops;
-  if constexpr (std::is_same_v<T, float>) ops = &table.f32;
-  else if constexpr (std::is_same_v<T, double>) ops = &generic_kernel_table().f64;  // see kernel_table.h
-  else ops = &table.b16;
-  return kind == MixingKind::Token ? ops->token : ops->channel;
+  return kind == MixingKind::Token ? op_kernels_for<T>().token : op_kernels_for<T>().channel;
 }
 
 // What a channel-mixing training step's forward saves for the backward (mixing_params.h), in the
@@ -210,58 +206,121 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
           out(part(2 * D + n1 + H, n2).view(fc2_weight.sizes())), out(part(2 * D + n1 + H + n2, nb2))};
 }
 
-at::Tensor mixer_blocks_forward(const at::Tensor& x_in, at::TensorList params, double eps,
-                                c10::string_view approximate) {
-  TORCH_CHECK(!params.empty() && params.size() % kBlockParams == 0, "mixerkern.mixer_blocks: params must hold ",
-              kBlockParams, " tensors per block (token ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, ",
-              "fc2_bias, then channel's), got ", params.size());
+namespace {
+
+Params block_half(at::TensorList params, size_t block, MixingKind kind) {  // one block's token or channel params
+  const at::Tensor* t = &params[block * kBlockParams + (kind == MixingKind::Token ? 0 : kBlockParams / 2)];
+  return Params{MixingForm::Block, t[0], t[1], t[2], t[3], t[4], t[5]};
+}
+
+// Checks `params` (kBlockParams per block) against tokens shaped like x; returns the depth.
+size_t check_blocks(const char* op, const at::Tensor& x, at::TensorList params, c10::string_view approximate,
+                    bool allow_none) {
+  TORCH_CHECK((allow_none || !params.empty()) && params.size() % kBlockParams == 0, "mixerkern.", op,
+              ": params must hold ", kBlockParams, " tensors per block (token ln_weight, ln_bias, fc1_weight, ",
+              "fc1_bias, fc2_weight, fc2_bias, then channel's), got ", params.size());
   const size_t depth = params.size() / kBlockParams;
-  auto half = [&](size_t block, MixingKind kind) {  // one block's token or channel parameters
-    const at::Tensor* t = &params[block * kBlockParams + (kind == MixingKind::Token ? 0 : kBlockParams / 2)];
-    return Params{MixingForm::Block, t[0], t[1], t[2], t[3], t[4], t[5]};
-  };
   for (size_t l = 0; l < depth; ++l)
     for (auto [kind, name] : {std::pair{MixingKind::Token, "token_"}, std::pair{MixingKind::Channel, "channel_"}})
-      check_inputs(kind, x_in, half(l, kind), approximate, 0.0, "mixer_blocks",
-                   "block " + std::to_string(l) + " " + name);
+      check_inputs(kind, x, block_half(params, l, kind), approximate, 0.0, op, "block " + std::to_string(l) + " " + name);
+  return depth;
+}
+
+// Prepares every block's parameters for tokens shaped like x and runs the blocks kernel over a.batch
+// images, with stem_scratch more scratch per thread if a.stem is set.
+template <class T>
+void run_blocks(BlocksArgs<T> a, const at::Tensor& x, at::TensorList params, double eps,
+                c10::string_view approximate, size_t stem_scratch) {
+  using S = compute_t<T>;
+  const size_t depth = params.size() / kBlockParams;
+  std::vector<Prepared<T>> tok, chan;
+  std::vector<MixingArgs<T>> tok_args, chan_args;
+  tok.reserve(depth);
+  chan.reserve(depth);
+  for (size_t l = 0; l < depth; ++l) {
+    tok.emplace_back(MixingKind::Token, true, x, block_half(params, l, MixingKind::Token), eps, approximate, 0.0,
+                     std::nullopt);
+    chan.emplace_back(MixingKind::Channel, true, x, block_half(params, l, MixingKind::Channel), eps, approximate,
+                      0.0, std::nullopt);
+    tok_args.push_back(tok[l].args);
+    chan_args.push_back(chan[l].args);
+    a.token_scratch = std::max(a.token_scratch, round_to_lanes(scratch_elems(MixingKind::Token, tok[l].args, false)));
+    a.channel_scratch = std::max(a.channel_scratch, round_to_lanes(scratch_elems(MixingKind::Channel, chan[l].args, false)));
+  }
+  a.depth = int(depth);
+  a.token = tok_args.data();
+  a.channel = chan_args.data();
+  a.stem_scratch = round_to_lanes(stem_scratch);
+  const auto& k = op_kernels_for<T>().blocks;
+  parallel_units<S>(a.batch, a.token_scratch + a.channel_scratch + a.stem_scratch + blocks_scratch(a.patches, a.dim),
+                    [&](int64_t b0, int64_t b1, S* buf) { k.forward(a, b0, b1, buf); });
+}
+
+}  // namespace
+
+at::Tensor mixer_blocks_forward(const at::Tensor& x_in, at::TensorList params, double eps,
+                                c10::string_view approximate) {
+  check_blocks("mixer_blocks", x_in, params, approximate, false);
   const at::Tensor x = x_in.contiguous();
   at::Tensor out = at::empty_like(x);
   if (x.numel() == 0) return out;
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
+    BlocksArgs<T> a;
+    a.x = data<T>(x);
+    a.out = data<T>(out);
+    a.batch = x.size(0);
+    a.patches = int(x.size(1));
+    a.dim = int(x.size(2));
+    run_blocks(a, x, params, eps, approximate, 0);
+  });
+  return out;
+}
+
+at::Tensor mixer_features_forward(const at::Tensor& images_in, const at::Tensor& stem_weight,
+                                  const at::Tensor& stem_bias, at::TensorList params,
+                                  const std::optional<at::Tensor>& norm_weight,
+                                  const std::optional<at::Tensor>& norm_bias, double eps,
+                                  c10::string_view approximate) {
+  constexpr const char* op = "mixer_features";
+  check_patch_inputs(op, images_in, stem_weight, stem_bias, "stem_");
+  const int64_t B = images_in.size(0), p = stem_weight.size(2), D = stem_weight.size(0);
+  const int64_t P = (images_in.size(2) / p) * (images_in.size(3) / p);
+  const at::Tensor tokens = at::empty({0, P, D}, images_in.options());  // the blocks' input shape, for their checks
+  check_blocks(op, tokens, params, approximate, true);
+  TORCH_CHECK(norm_weight.has_value() == norm_bias.has_value(), "mixerkern.", op,
+              ": norm_weight and norm_bias must be given together (the final LayerNorm) or both be None");
+  if (norm_weight) {
+    check_dtypes_devices(op, images_in, {{"norm_weight", &*norm_weight}, {"norm_bias", &*norm_bias}});
+    for (const auto& [name, t] : {std::pair{"norm_weight", &*norm_weight}, std::pair{"norm_bias", &*norm_bias}})
+      TORCH_CHECK(t->sizes() == at::IntArrayRef({D}), "mixerkern.", op, ": ", name, " must have shape (", D,
+                  ",), got ", shape_str(t->sizes()));
+  }
+  const at::Tensor images = images_in.contiguous();
+  at::Tensor out = at::empty({B, D}, images.options());
+  if (out.numel() == 0) return out;
+  with_storage_type(images.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
     using S = compute_t<T>;
-    std::vector<Prepared<T>> tok, chan;
-    tok.reserve(depth);
-    chan.reserve(depth);
-    size_t token_part = 0, channel_part = 0;
-    for (size_t l = 0; l < depth; ++l) {
-      tok.emplace_back(MixingKind::Token, true, x, half(l, MixingKind::Token), eps, approximate, 0.0, std::nullopt);
-      chan.emplace_back(MixingKind::Channel, true, x, half(l, MixingKind::Channel), eps, approximate, 0.0,
-                        std::nullopt);
-      token_part = std::max(token_part, round_to_lanes(scratch_elems(MixingKind::Token, tok[l].args, false)));
-      channel_part = std::max(channel_part, scratch_elems(MixingKind::Channel, chan[l].args, false));
+    const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
+    PreparedPatch<T> stem(true, images, stem_weight, stem_bias);
+    at::Tensor nw, nb;
+    BlocksArgs<T> a;
+    if (norm_weight) {
+      nw = norm_weight->to(ct).contiguous();
+      nb = norm_bias->to(ct).contiguous();
+      a.norm_w = nw.data_ptr<S>();
+      a.norm_b = nb.data_ptr<S>();
     }
-    const auto& token_kernels = kernels_for<T>(MixingKind::Token);
-    const auto& channel_kernels = kernels_for<T>(MixingKind::Channel);
-    const int64_t image = x.size(1) * x.size(2);
-    T* y = data<T>(out);
-    parallel_units<S>(x.size(0), token_part + channel_part, [&](int64_t b0, int64_t b1, S* buf) {
-      // Image by image through all blocks: its activation (P x D) stays in L2 from the first
-      // block's input to the last block's output, instead of making a round trip to memory per
-      // op. Token mixing runs in place after the first block (each output element is written
-      // right after its residual is read), and channel mixing always does.
-      for (int64_t b = b0; b < b1; ++b) {
-        for (size_t l = 0; l < depth; ++l) {
-          MixingArgs<T> t = tok[l].args, c = chan[l].args;
-          t.x = l == 0 ? data<T>(x) : y;
-          t.out = y;
-          c.batch = 1;
-          c.x = c.out = y + b * image;
-          token_kernels.forward(t, b, b + 1, buf);
-          channel_kernels.forward(c, 0, channel_units(1, c.patches, c.dim), buf + token_part);
-        }
-      }
-    });
+    a.x = data<T>(images);
+    a.out = data<T>(out);
+    a.batch = B;
+    a.patches = int(P);
+    a.dim = int(D);
+    a.stem = &stem.args;
+    a.pool = true;
+    a.eps = S(eps);
+    run_blocks(a, tokens, params, eps, approximate, patch_scratch(int(P), stem.args.depth(), int(D), false));
   });
   return out;
 }

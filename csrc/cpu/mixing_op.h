@@ -31,10 +31,15 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
 
 // mixer_blocks: Mixer blocks (token then channel mixing, Block form, no dropout) applied in turn,
 // each image through all of them before the next; `params` holds each block's 12 tensors (token
-// ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, then channel's). See
-// mixerkern/ops/mixer_blocks.py.
+// ln_weight, ln_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, then channel's).
+// mixer_features: a Mixer classifier's pooled features, (B, dim): the patch embedding of the images,
+// the blocks, the optional final LayerNorm, and the mean over patches, image by image.
+// Kernels: mixer_blocks_kernels.h; schemas and autograd: mixerkern/ops/mixer_{blocks,features}.py.
 constexpr size_t kBlockParams = 12;
 at::Tensor mixer_blocks_forward(const at::Tensor& x, at::TensorList params, double eps, c10::string_view approximate);
+at::Tensor mixer_features_forward(const at::Tensor& images, const at::Tensor& stem_weight, const at::Tensor& stem_bias,
+                                  at::TensorList params, const std::optional<at::Tensor>& norm_weight,
+                                  const std::optional<at::Tensor>& norm_bias, double eps, c10::string_view approximate);
 
 // The op-schema signatures (mixerkern/ops/_fused_op.py), bound to one kind and form: what <op>.cpp
 // registers for <op>, <op>_train and <op>_backward. Block and PostNorm share a schema (LN

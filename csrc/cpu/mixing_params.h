@@ -118,7 +118,7 @@ template <class T> struct FourierKernels {  // work units are samples
 template <class T> struct PatchArgs : Activations<T> {
   using S = compute_t<T>;
   int channels = 0, height = 0, width = 0, patch = 0, dim = 0;
-  const S *w = nullptr, *wt = nullptr;  // W (dim x K) and W^T (K x dim; forward only)
+  const S *w = nullptr, *wt = nullptr;  // W (dim x K); forward: W^T packed in strips (strip_packed_elems(K, dim))
   const S* bias = nullptr;  // backward: out (dx) may be null, when x needs no gradient
   int grid_w() const { return width / patch; }
   int patches() const { return (height / patch) * grid_w(); }
@@ -136,11 +136,35 @@ template <class T> struct PatchKernels {  // work units are images
   void (*backward)(const PatchArgs<T>&, int64_t b0, int64_t b1, S* scratch, const PatchGradPartials<S>&);
 };
 
+// Mixer blocks run image by image (mixer_blocks, mixer_features): each image optionally through
+// the patch embedding first, then through every block's token and channel mixing (Block form, no
+// dropout; the args' x and out are set per image), then written out as tokens (B, P, D) or
+// pooled: the mean over its patches (B, D), after a LayerNorm if norm_w is set.
+template <class T> struct BlocksArgs {
+  using S = compute_t<T>;
+  const T* x = nullptr;  // tokens (B, P, D), or images when stem is set
+  T* out = nullptr;
+  int64_t batch = 0;
+  int patches = 0, dim = 0, depth = 0;
+  const PatchArgs<T>* stem = nullptr;
+  const MixingArgs<T>* token = nullptr;  // depth of each
+  const MixingArgs<T>* channel = nullptr;
+  bool pool = false;
+  const S *norm_w = nullptr, *norm_b = nullptr;
+  S eps = 0;
+  size_t token_scratch = 0, channel_scratch = 0, stem_scratch = 0;  // the kernels' parts of the scratch
+};
+
+template <class T> struct BlocksKernels {  // work units are images
+  void (*forward)(const BlocksArgs<T>&, int64_t b0, int64_t b1, compute_t<T>* scratch);
+};
+
 template <class T> struct OpKernels {
   MixingKernels<T> token, channel;
   GatingKernels<T> gating;
   FourierKernels<T> fourier;
   PatchKernels<T> patch;
+  BlocksKernels<T> blocks;
 };
 
 struct KernelTable {
@@ -194,13 +218,16 @@ inline size_t fourier_scratch(int tokens, int dim, bool backward) {
 // 1024 rows ran 0.93-0.94x of 256 (C++ A/B, mixer-cifar100's stem, batch 128).
 constexpr int kPatchGroupRows = 256;
 inline int patch_group(int P) { return P >= kPatchGroupRows ? 1 : kPatchGroupRows / P; }
-// Forward: W^T in strips and one image's patches Xp (P x K). Backward: a group's Xp, dXp and G,
+// Forward: one image's patches Xp (P x K). Backward: a group's Xp, dXp and G,
 // and W in strips.
 inline size_t patch_scratch(int P, int K, int D, bool backward) {
-  if (!backward) return strip_packed_elems(K, D) + round_to_lanes(size_t(P) * K);
+  if (!backward) return round_to_lanes(size_t(P) * K);
   const size_t rows = size_t(patch_group(P)) * P;
   return 2 * round_to_lanes(rows * K) + round_to_lanes(rows * D) + strip_packed_elems(D, K);
 }
+// mixer_blocks' own part after the kernels' (BlocksArgs): when pooling, the image's tokens (P x D,
+// storage type) and the pooled sums (D).
+inline size_t blocks_scratch(int P, int D) { return round_to_lanes(size_t(P) * D) + round_to_lanes(D); }
 inline size_t gating_scratch(int P, int half, bool backward) {
   const size_t tile = round_to_lanes(size_t(P) * half);
   return backward ? 6 * tile + 2 * round_to_lanes(P) : 2 * tile + round_to_lanes(half);

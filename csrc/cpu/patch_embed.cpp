@@ -4,67 +4,24 @@
 #include <torch/library.h>
 
 #include "dispatch.h"
-#include "op_glue.h"
+#include "patch_embed_op.h"
 
 namespace mixerkern { namespace cpu {
 namespace {
 
 constexpr const char* kOp = "patch_embed";
 
-void check_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  TORCH_CHECK(x.dim() == 4, "mixerkern.", kOp, ": x must be 4-D (B, in_chans, height, width), got shape ",
-              shape_str(x.sizes()));
-  check_dtypes_devices(kOp, x, {{"weight", &weight}, {"bias", &bias}});
-  const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
-  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == C && weight.size(2) == weight.size(3) && weight.size(2) > 0 &&
-                  weight.size(0) > 0,
-              "mixerkern.", kOp, ": weight must have shape (dim, in_chans, patch, patch) with in_chans = ", C,
-              " for x of shape ", shape_str(x.sizes()), ", got ", shape_str(weight.sizes()));
-  const int64_t D = weight.size(0), p = weight.size(2);
-  TORCH_CHECK(H % p == 0 && W % p == 0, "mixerkern.", kOp, ": x's height and width must be multiples of the patch size ",
-              p, " (weight.size(-1)), got x of shape ", shape_str(x.sizes()));
-  TORCH_CHECK(bias.sizes() == at::IntArrayRef({D}), "mixerkern.", kOp, ": bias must have shape (", D,
-              ",) for weight of shape ", shape_str(weight.sizes()), ", got ", shape_str(bias.sizes()));
-  TORCH_CHECK(C * p * p < (1 << 30) && D < (1 << 30) && H * W < (1 << 30), "mixerkern.", kOp, ": dimensions too large");
-}
-
-// Compute-type copies of W (dim x K) and, for the forward, W^T, plus the shapes.
-template <class T> struct Prepared {
-  using S = compute_t<T>;
-  at::Tensor w, wt, bias;
-  PatchArgs<T> args;
-
-  Prepared(bool forward, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias_in) {
-    const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
-    w = weight.to(ct).reshape({weight.size(0), -1}).contiguous();
-    if (forward) wt = w.t().contiguous();
-    bias = bias_in.to(ct).contiguous();
-    args.batch = x.size(0);
-    args.channels = int(x.size(1));
-    args.height = int(x.size(2));
-    args.width = int(x.size(3));
-    args.patch = int(weight.size(2));
-    args.dim = int(weight.size(0));
-    args.w = w.data_ptr<S>(); args.bias = bias.data_ptr<S>();
-    if (forward) args.wt = wt.data_ptr<S>();
-  }
-};
-
-template <class T> const PatchKernels<T>& kernels() {
-  if constexpr (std::is_same_v<T, float>) return active_kernels().f32.patch;
-  else if constexpr (std::is_same_v<T, double>) return generic_kernel_table().f64.patch;  // see kernel_table.h
-  else return active_kernels().b16.patch;
-}
+template <class T> const auto& kernels() { return op_kernels_for<T>().patch; }
 
 at::Tensor forward(const at::Tensor& x_in, const at::Tensor& weight, const at::Tensor& bias) {
-  check_inputs(x_in, weight, bias);
+  check_patch_inputs(kOp, x_in, weight, bias);
   const at::Tensor x = x_in.contiguous();
   const int64_t p = weight.size(2), P = (x.size(2) / p) * (x.size(3) / p);
   at::Tensor out = at::empty({x.size(0), P, weight.size(0)}, x.options());
   if (out.numel() == 0) return out;
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    Prepared<T> prep(true, x, weight, bias);
+    PreparedPatch<T> prep(true, x, weight, bias);
     PatchArgs<T>& a = prep.args;
     a.x = data<T>(x);
     a.out = data<T>(out);
@@ -78,7 +35,7 @@ at::Tensor forward(const at::Tensor& x_in, const at::Tensor& weight, const at::T
 // x_grad false: dx is returned empty and its GEMM skipped (autograd's choice when x needs no gradient).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& x_in,
                                                         const at::Tensor& weight, const at::Tensor& bias, bool x_grad) {
-  check_inputs(x_in, weight, bias);
+  check_patch_inputs(kOp, x_in, weight, bias);
   const int64_t D = weight.size(0), p = weight.size(2), K = weight.numel() / D;
   const std::vector<int64_t> out_shape{x_in.size(0), (x_in.size(2) / p) * (x_in.size(3) / p), D};
   TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(out_shape) && grad_out.scalar_type() == x_in.scalar_type(),
@@ -92,7 +49,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
     with_storage_type(x.scalar_type(), [&](auto tag) {
       using T = decltype(tag);
       using S = compute_t<T>;
-      Prepared<T> prep(false, x, weight, bias);
+      PreparedPatch<T> prep(false, x, weight, bias);
       PatchArgs<T>& a = prep.args;
       a.x = data<T>(x);
       a.grad_out = data<T>(g);

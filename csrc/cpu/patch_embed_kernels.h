@@ -1,6 +1,7 @@
 // Patch embedding (Conv2d with kernel = stride = patch), one image at a time. K = C p^2; Xp
 // (P x K) holds the image's patches, one row each (layout: PatchArgs in mixing_params.h):
-//   out = Xp W^T + b                       (P x D, the (B, P, D) layout the blocks read)
+//   out = Xp W^T + b                       (P x D, the (B, P, D) layout the blocks read;
+//                                           W^T comes packed in 64-column strips)
 // Backward, from G = dL/d out, on a group of images stacked row-wise (Xp, G: rows = images * P):
 //   dW += G^T Xp    db += colsum(G)    dXp = G W, scattered back onto the images (unless a.out is
 //   null: images usually need no gradient, and dXp costs as much as the forward)
@@ -48,13 +49,11 @@ void patch_embed_forward(const PatchArgs<T>& a, int64_t b0, int64_t b1, compute_
   using S = compute_t<T>;
   using V = Vec<S>;
   const int P = a.patches(), K = a.depth(), D = a.dim;
-  S* wtp = scratch;                             // W^T in strips: each K x 64 strip contiguous
-  S* xp = wtp + strip_packed_elems(K, D);       // P x K
-  pack_strips(a.wt, K, D, D, wtp);
+  S* xp = scratch;  // P x K
   for (int64_t b = b0; b < b1; ++b) {
     gather_patches<V>(a, a.x + b * a.image_elems(), xp);
     T* out = a.out + b * P * D;
-    gemm<V>(P, D, K, xp, K, 1, wtp, kStripCols, [&](int i, int j, V v, typename V::Mask m) {
+    gemm<V>(P, D, K, xp, K, 1, a.wt, kStripCols, [&](int i, int j, V v, typename V::Mask m) {
       store_as(out + i * D + j, v + V::load(a.bias + j, m), m);
     }, int64_t(K) * kStripCols);
   }

@@ -54,11 +54,7 @@ template <class T> struct Prepared {
   }
 };
 
-template <class T> const GatingKernels<T>& kernels() {
-  if constexpr (std::is_same_v<T, float>) return active_kernels().f32.gating;
-  else if constexpr (std::is_same_v<T, double>) return generic_kernel_table().f64.gating;  // see kernel_table.h
-  else return active_kernels().b16.gating;
-}
+template <class T> const auto& kernels() { return op_kernels_for<T>().gating; }
 
 at::Tensor forward(const at::Tensor& x_in, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
                    const at::Tensor& proj_weight, const at::Tensor& proj_bias, double eps, c10::string_view approximate,

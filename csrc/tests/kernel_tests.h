@@ -4,6 +4,7 @@
 #include "../cpu/dropout.h"
 #include "../cpu/gemm.h"
 #include "../cpu/layernorm.h"
+#include "../cpu/mixer_blocks_kernels.h"
 #include "../cpu/patch_embed_kernels.h"
 
 #include <cstdio>
@@ -171,6 +172,30 @@ inline void test_patch_gather_scatter() {
   }
 }
 
+// pool_rows: the mean over rows, of LN(y) or of y, against a double-precision loop.
+inline void test_pool_rows() {
+  using V = Vec<float>;
+  for (int n : {3, 100, 256})
+    for (int rows : {1, 37, 64})
+      for (bool ln : {false, true}) {
+        const auto y = randn(size_t(rows) * n, 5 + n + rows), w = randn(n, 1), b = randn(n, 2);
+        std::vector<float> sum(n), out(n);
+        pool_rows<V>(y.data(), rows, n, ln ? w.data() : nullptr, ln ? b.data() : nullptr, 1e-5f, sum.data(), out.data());
+        std::vector<double> want(n, 0.0);
+        for (int r = 0; r < rows; ++r) {
+          const float* yr = y.data() + size_t(r) * n;
+          double mu = 0, var = 0;
+          for (int j = 0; j < n; ++j) mu += yr[j] / double(n);
+          for (int j = 0; j < n; ++j) var += (yr[j] - mu) * (yr[j] - mu) / n;
+          for (int j = 0; j < n; ++j)
+            want[j] += (ln ? (yr[j] - mu) / std::sqrt(var + 1e-5) * w[j] + b[j] : yr[j]) / rows;
+        }
+        double err = 0;
+        for (int j = 0; j < n; ++j) err = std::max(err, std::abs(out[j] - want[j]));
+        MK_EXPECT(err <= 2e-5, "pool_rows n=%d rows=%d ln=%d: max error %g", n, rows, int(ln), err);
+      }
+}
+
 // rows_stats (16 rows per pass, one vector 1/sqrt) against row_stats row by row: the same sums in
 // the same order, so equal up to the rounding of a vector vs a scalar division and square root.
 inline void test_rows_stats() {
@@ -192,6 +217,7 @@ inline void test_rows_stats() {
 inline int run_all() {
   test_gemm();
   test_patch_gather_scatter();
+  test_pool_rows();
   test_rows_stats();
   test_gelu();
   test_layernorm_row();

@@ -49,7 +49,7 @@ class FusedMixerLayer(MixerLayer):
         return stages
 
 
-def _hooked(module: nn.Module) -> bool:
+def hooked(module: nn.Module) -> bool:
     """Whether calling ``module`` would run forward hooks, which must see its own input and output."""
     return bool(module._forward_hooks or module._forward_pre_hooks or _module._global_forward_hooks
                 or _module._global_forward_pre_hooks)
@@ -64,7 +64,7 @@ class BlockSequence(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         run, settings = [], None
         for block in self:
-            mine = (block.block_settings() if isinstance(block, FusedMixerLayer) and not _hooked(block)
+            mine = (block.block_settings() if isinstance(block, FusedMixerLayer) and not hooked(block)
                     else None)
             if run and mine != settings:
                 x, run = self._run(run, x, settings), []

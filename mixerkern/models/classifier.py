@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import BlockSequence, FusedPatchEmbed
+from ..layers import BlockSequence, FusedMixerLayer, FusedPatchEmbed
+from ..layers.mixer import hooked as _hooked
+from ..ops import mixer_features
 from ..reference import PatchEmbed
 from .blocks import build_block, get_block_family
 
@@ -70,7 +72,35 @@ class MlpClassifier(nn.Module):
         return self.head(self.head_drop(features.mean(dim=1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        pooled = self._fused_pooled_features(x)
+        if pooled is None:
+            return self.forward_head(self.forward_features(x))
+        return self.head(self.head_drop(pooled))
+
+    def _fused_pooled_features(self, x: torch.Tensor) -> torch.Tensor | None:
+        """forward_features(x).mean(1) as one ``mixer_features`` call, when the model is that op: a
+        fused stem without positional embedding, fused Mixer blocks that run as ``mixer_blocks``
+        with one setting, a LayerNorm of that eps (or none) as the norm, and no forward hooks on any
+        of them. None otherwise."""
+        modules = [self.stem, self.blocks, self.norm, *self.blocks]
+        if (not isinstance(self.stem, FusedPatchEmbed) or self.pos_embed is not None or any(map(_hooked, modules))
+                or torch.onnx.is_in_onnx_export()):
+            return None
+        blocks = list(self.blocks)
+        settings = {b.block_settings() if isinstance(b, FusedMixerLayer) else None for b in blocks}
+        if None in settings or len(settings) > 1:
+            return None
+        layer_norm = isinstance(self.norm, nn.LayerNorm)
+        eps, approximate = settings.pop() if settings else (self.norm.eps if layer_norm else 1e-6, "none")
+        if layer_norm and (self.norm.eps != eps or self.norm.weight is None or self.norm.bias is None):
+            return None
+        if not layer_norm and not isinstance(self.norm, nn.Identity):
+            return None
+        self.stem.check_input(x)
+        return mixer_features(x, self.stem.proj.weight, self.stem.proj.bias,
+                              *(t for b in blocks for t in b.block_params()),
+                              norm_weight=self.norm.weight if layer_norm else None,
+                              norm_bias=self.norm.bias if layer_norm else None, eps=eps, approximate=approximate)
 
     def gemm_flops(self) -> int:
         """Forward FLOPs per image of the GEMMs only (multiply-add = 2): stem, every block MLP, head."""

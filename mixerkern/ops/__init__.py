@@ -20,6 +20,7 @@ from .channel_mixing_postnorm import channel_mixing_postnorm
 from .channel_mlp import channel_mlp
 from .fourier_mixing import fourier_mixing
 from .mixer_blocks import mixer_blocks
+from .mixer_features import mixer_features
 from .patch_embed import patch_embed
 from .spatial_gating import spatial_gating
 from .token_mixing import token_mixing
@@ -28,7 +29,7 @@ from .token_mlp import token_mlp
 OPS = {"token_mixing": token_mixing, "channel_mixing": channel_mixing, "spatial_gating": spatial_gating,
        "fourier_mixing": fourier_mixing, "token_mlp": token_mlp, "channel_mlp": channel_mlp,
        "channel_mixing_postnorm": channel_mixing_postnorm, "patch_embed": patch_embed,
-       "mixer_blocks": mixer_blocks}
+       "mixer_blocks": mixer_blocks, "mixer_features": mixer_features}
 
 for _op in OPS.values():
     _op.register_cuda_kernels()

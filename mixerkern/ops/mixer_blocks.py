@@ -20,7 +20,8 @@ import re
 import torch
 
 from ..reference import functional as reference
-from ._fused_op import LIB, MLP_PARAMS, warn_fallback_once
+from ._composed_op import ComposedOp
+from ._fused_op import MLP_PARAMS
 from .channel_mixing import channel_mixing
 from .token_mixing import token_mixing
 
@@ -36,7 +37,7 @@ def _blocks(params):
     return [(params[i:i + half], params[i + half:i + BLOCK_PARAMS]) for i in range(0, len(params), BLOCK_PARAMS)]
 
 
-class MixerBlocksOp:
+class MixerBlocksOp(ComposedOp):
     """``mixerkern::mixer_blocks(x, Tensor[] params, eps, approximate)`` and its backward.
 
     The same interface as :class:`FusedOp` (checks, settings, reference, registration) for an op
@@ -48,17 +49,7 @@ class MixerBlocksOp:
     normalized, activation, autocast, x_dims, cuda, train_op = True, False, True, 3, "triton", None
 
     def __init__(self):
-        LIB.define("mixer_blocks(Tensor x, Tensor[] params, float eps, str approximate) -> Tensor")
-        LIB.define("mixer_blocks_backward(Tensor grad_out, Tensor x, Tensor[] params, float eps, str approximate) "
-                   "-> (Tensor, Tensor[])")
-        self.registered = torch.ops.mixerkern.mixer_blocks.default
-        self.registered_backward = torch.ops.mixerkern.mixer_blocks_backward.default
-        torch.library.register_fake("mixerkern::mixer_blocks", self._fake_forward, lib=LIB)
-        torch.library.register_fake("mixerkern::mixer_blocks_backward", self._fake_backward, lib=LIB)
-        torch.library.register_autograd("mixerkern::mixer_blocks", self._backward,
-                                        setup_context=self._setup_context, lib=LIB)
-        for device in ("CPU", "CUDA"):  # composed of the two ops' kernels, which dispatch per device
-            LIB.impl("mixer_blocks_backward", self._composed_backward, device)
+        super().__init__("Tensor x, Tensor[] params, float eps, str approximate", "Tensor, Tensor[]")
 
     def forward_op(self, x, *rest):
         *params, eps, approximate = rest
@@ -137,15 +128,6 @@ class MixerBlocksOp:
         x, *params = ctx.saved_tensors
         dx, grads = self.registered_backward(grad_out.contiguous(), x, params, *ctx.settings)
         return dx, grads, None, None
-
-    def register_cuda_kernels(self):
-        LIB.impl("mixer_blocks", self._composed_forward, "CUDA")
-
-    def register_reference_cpu_kernels(self, reason: str):
-        def kernel(*args):
-            warn_fallback_once(reason)
-            return self._composed_forward(*args)  # the two ops' fallbacks
-        LIB.impl("mixer_blocks", kernel, "CPU")
 
     # ---- functional entry point ---------------------------------------------------------------
     def __call__(self, x, *params, eps: float | None = None, approximate: str = "none", dropout_p: float = 0.0):

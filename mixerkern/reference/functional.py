@@ -89,3 +89,13 @@ def mixer_blocks(x, *params, eps: float = 1e-6, approximate: str = "none"):
         x = token_mixing(x, *params[i:i + 6], eps=eps, approximate=approximate)
         x = channel_mixing(x, *params[i + 6:i + 12], eps=eps, approximate=approximate)
     return x
+
+
+def mixer_features(images, stem_weight, stem_bias, *params, norm_weight=None, norm_bias=None, eps: float = 1e-6,
+                   approximate: str = "none"):
+    """A Mixer classifier's pooled features (B, dim): the patch embedding, the blocks (``params`` as
+    in :func:`mixer_blocks`), the optional final LayerNorm, and the mean over patches."""
+    x = mixer_blocks(patch_embed(images, stem_weight, stem_bias), *params, eps=eps, approximate=approximate)
+    if norm_weight is not None:
+        x = F.layer_norm(x, x.shape[-1:], norm_weight, norm_bias, eps)
+    return x.mean(dim=1)
