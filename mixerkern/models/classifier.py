@@ -83,18 +83,19 @@ class MlpClassifier(nn.Module):
         with one setting, a LayerNorm of that eps (or none) as the norm, and no forward hooks on any
         of them. None otherwise."""
         modules = [self.stem, self.blocks, self.norm, *self.blocks]
-        if (not isinstance(self.stem, FusedPatchEmbed) or self.pos_embed is not None or any(map(_hooked, modules))
+        # Exact types, as fuse() matches them: a subclass may change the math.
+        if (type(self.stem) is not FusedPatchEmbed or self.pos_embed is not None or any(map(_hooked, modules))
                 or torch.onnx.is_in_onnx_export()):
             return None
         blocks = list(self.blocks)
-        settings = {b.block_settings() if isinstance(b, FusedMixerLayer) else None for b in blocks}
+        settings = {b.block_settings() if type(b) is FusedMixerLayer else None for b in blocks}
         if None in settings or len(settings) > 1:
             return None
-        layer_norm = isinstance(self.norm, nn.LayerNorm)
+        layer_norm = type(self.norm) is nn.LayerNorm
         eps, approximate = settings.pop() if settings else (self.norm.eps if layer_norm else 1e-6, "none")
         if layer_norm and (self.norm.eps != eps or self.norm.weight is None or self.norm.bias is None):
             return None
-        if not layer_norm and not isinstance(self.norm, nn.Identity):
+        if not layer_norm and type(self.norm) is not nn.Identity:
             return None
         self.stem.check_input(x)
         return mixer_features(x, self.stem.proj.weight, self.stem.proj.bias,
