@@ -89,11 +89,11 @@ class MixerFeaturesOp(ComposedOp):
     def _composed_backward(grad_out, images, stem_weight, stem_bias, params, norm_weight, norm_bias, eps,
                            approximate, images_grad):
         tokens = patch_embed.forward_op(images, stem_weight, stem_bias)
-        y = mixer_blocks.registered(tokens, params, eps, approximate) if params else tokens
-        batch, patches, dim = y.shape
+        batch, patches, dim = tokens.shape
         g = (grad_out / patches).unsqueeze(1).expand(batch, patches, dim)  # the mean's backward
         norm_grads = []
-        if norm_weight is not None:
+        if norm_weight is not None:  # its backward reads the blocks' output; the blocks' own recompute theirs
+            y = mixer_blocks.registered(tokens, params, eps, approximate) if params else tokens
             _, mean, rstd = torch.ops.aten.native_layer_norm(y, [dim], norm_weight, norm_bias, eps)
             g, dw, db = torch.ops.aten.native_layer_norm_backward(g, y, [dim], mean, rstd, norm_weight, norm_bias,
                                                                   [True, True, True])
