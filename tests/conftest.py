@@ -42,4 +42,20 @@ def compiled_isas():
     return sorted({"generic", best})
 
 
+def cpu_flags() -> set:
+    """The CPU's feature flags as Linux names them (empty where /proc/cpuinfo is missing)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+def bf16_isas():
+    """The ISAs to test bf16 on: compiled_isas() plus the bf16-dot table (its dot product emulated
+    where the CPU lacks AVX512-BF16; the real one is the default where it has it)."""
+    isas = compiled_isas()
+    return sorted(set(isas) | {"avx512bf16-emulated"}) if any(i.startswith("avx512") for i in isas) else isas
+
+
 FALLBACK_ALLOWED = os.environ.get("MIXERKERN_ALLOW_FALLBACK") == "1"

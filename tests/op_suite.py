@@ -1,11 +1,13 @@
 """The test contract every fused op must meet; test_<op>.py subclasses it with the op, its inputs and shapes."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
 import mixerkern
-from conftest import compiled_isas, cpu_isa
+from conftest import bf16_isas, compiled_isas, cpu_isa
 from op_checks import (FP32_FWD_RTOL, assert_error_budget, assert_close_to_reference, make_mixing_inputs,
                        make_mlp_inputs, random_grad_out, rel_err, run_with_grads)
 from mixerkern.ops._dropout import dropout_mask, draw_seed
@@ -80,13 +82,15 @@ class FusedOpSuite:
         with pytest.raises(RuntimeError, match=r"saved must be what .*_train returned"):
             self.op.backward_op(g, x, *params, *settings, saved.double())
 
+    @pytest.mark.parametrize("isa", bf16_isas() or ["fallback"])
     @pytest.mark.parametrize("approximate", ["none", "tanh"])
-    def test_bf16_error_budget(self, approximate):
+    def test_bf16_error_budget(self, approximate, isa):
         if approximate != "none":
             self.needs_activation()
-        for shape in self.shapes[:2]:
-            x, params = self.inputs(shape, torch.float64)
-            assert_error_budget(self.op, x, params, approximate)
+        with contextlib.nullcontext() if isa == "fallback" else cpu_isa(isa):
+            for shape in self.shapes[:2]:
+                x, params = self.inputs(shape, torch.float64)
+                assert_error_budget(self.op, x, params, approximate)
 
     def test_autocast_precision(self):
         """Ops autocast like Linear run in bf16; those that end in the LayerNorm of a residual stream

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import mixerkern
-from conftest import FALLBACK_ALLOWED
+from conftest import FALLBACK_ALLOWED, cpu_flags, cpu_isa
+from mixerkern.ops import OPS
+from op_checks import make_mixing_inputs
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
@@ -21,7 +23,7 @@ def test_compiled_cpu_kernels_are_active():
         pytest.skip(f"MIXERKERN_ALLOW_FALLBACK=1: {info}")
     assert info["cpu_load_error"] is None, f"C++ kernels failed to load: {info['cpu_load_error']}"
     for op in mixerkern.ops.OPS:
-        assert info[op]["cpu"] in ("cpp-avx512", "cpp-generic"), info
+        assert info[op]["cpu"] in ("cpp-avx512bf16", "cpp-avx512", "cpp-generic"), info
     assert set(mixerkern.ops.OPS) == {"token_mixing", "channel_mixing", "spatial_gating", "fourier_mixing",
                                       "token_mlp", "channel_mlp", "channel_mixing_postnorm", "patch_embed",
                                       "mixer_blocks", "mixer_features"}
@@ -31,9 +33,42 @@ def test_compiled_cpu_kernels_are_active():
 def test_best_isa_is_chosen_by_default():
     if mixerkern.cpu_isa() == "none":
         pytest.skip("compiled kernels not loaded")
-    has_avx512 = "avx512" in torch.backends.cpu.get_cpu_capability().lower()
+    flags = cpu_flags()
+    has_avx512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags
+    best = ("avx512bf16" if "avx512_bf16" in flags else "avx512") if has_avx512 else "generic"
     result = run_python("import mixerkern; print(mixerkern.cpu_isa())", MIXERKERN_CPU_ISA="")
-    assert result.stdout.strip().splitlines()[-1] == ("avx512" if has_avx512 else "generic"), result.stderr
+    assert result.stdout.strip().splitlines()[-1] == best, result.stderr
+    if "avx512_bf16" not in flags:
+        with pytest.raises(RuntimeError, match="lacks AVX512-BF16"):
+            mixerkern.set_cpu_isa("avx512bf16")
+
+
+def test_bf16_dot_table_replaces_only_the_bf16_mixing_forwards():
+    """The avx512bf16 table (here with its dot product emulated) differs from avx512 in the bf16
+    forwards of the mixing ops and nothing else: fp32 and the backwards are the same kernels."""
+    if not mixerkern.cpu_isa().startswith("avx512"):
+        pytest.skip("no AVX-512 kernels here")
+    x, token = make_mixing_inputs("token_mixing", 2, 20, 37, 9)
+    _, channel = make_mixing_inputs("channel_mixing", 2, 20, 37, 51)
+    cases = {"token_mixing": token, "channel_mixing": channel, "token_mlp": token[2:], "channel_mlp": channel[2:],
+             "mixer_blocks": token + channel, "channel_mixing_postnorm": channel}  # the last keeps fp32 GEMMs
+    changed = {"token_mixing", "channel_mixing", "token_mlp", "channel_mlp", "mixer_blocks"}
+    for name, p in cases.items():
+        op = OPS[name]
+        for dtype, changes in ((torch.bfloat16, name in changed), (torch.float32, False)):
+            xs, ps = x.to(dtype), [t.to(dtype) for t in p]
+            outs = []
+            for isa in ("avx512", "avx512bf16-emulated"):
+                with cpu_isa(isa):
+                    outs.append(op.forward_op(xs, *ps, *op.settings()))
+            assert torch.equal(*outs) != changes, (name, dtype)
+    op, xs, ps = OPS["token_mixing"], x.bfloat16(), [t.bfloat16() for t in token]
+    g = torch.randn_like(xs)
+    grads = []
+    for isa in ("avx512", "avx512bf16-emulated"):
+        with cpu_isa(isa):
+            grads.append(op.backward_op(g, xs, *ps, *op.settings()))
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
 
 
 def test_environment_variable_forces_portable_path():

@@ -1,7 +1,10 @@
+import contextlib
+
 import pytest
 import torch
 
 import mixerkern
+from conftest import bf16_isas, cpu_isa
 from mixerkern import FusedMixerLayer
 from mixerkern.layers import BlockSequence
 from mixerkern.layers import mixer as fused_mixer_module
@@ -78,12 +81,14 @@ class TestMixerBlocks(FusedOpSuite):
                     out = self.op(x, *params)
                 assert rel_err(out, self.op.reference(x, *params)) <= FP32_FWD_RTOL
 
+    @pytest.mark.parametrize("isa", bf16_isas() or ["fallback"])
     @pytest.mark.parametrize("approximate", ["none", "tanh"])
-    def test_registered_op_bf16_error_budget(self, approximate):
+    def test_registered_op_bf16_error_budget(self, approximate, isa):
         """The registered op in bf16: the kernel's forward and the backward that recomputes."""
         x, params = self.inputs(self.shapes[1], torch.float64, depth=2)
         run = lambda x, p, g, a: run_with_grads(lambda *t: self.op.forward_op(*t, 1e-6, a), x, p, g)  # noqa: E731
-        assert_error_budget(self.op, x, params, approximate, run=run)
+        with contextlib.nullcontext() if isa == "fallback" else cpu_isa(isa):
+            assert_error_budget(self.op, x, params, approximate, run=run)
 
     def test_bf16_error_budget_tanh(self):
         x, params = self.inputs(self.shapes[1], torch.float64)

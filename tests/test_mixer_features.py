@@ -1,7 +1,10 @@
+import contextlib
+
 import pytest
 import torch
 
 import mixerkern
+from conftest import bf16_isas, cpu_isa
 from mixerkern.layers import mixer as fused_mixer_module
 from mixerkern.models import create_model
 from mixerkern.ops import mixer_blocks, mixer_features
@@ -63,13 +66,14 @@ def test_gradients_match_reference(shape):
             assert (g - rg).norm() <= FP32_GRAD_RTOL * rg.norm() + 1e-6
 
 
+@pytest.mark.parametrize("isa", bf16_isas() or ["fallback"])
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_bf16_error_budget(approximate):
+def test_bf16_error_budget(approximate, isa):
     """The kernel in bf16 against a float64 truth: at most 2x the reference's own bf16 error."""
     images, params, norm = inputs(*SHAPES[0], dtype=torch.float64)
     truth = reference(images, params, norm, approximate=approximate)
     low = lambda ts: [t.bfloat16() for t in ts]  # noqa: E731
-    with torch.no_grad():
+    with torch.no_grad(), contextlib.nullcontext() if isa == "fallback" else cpu_isa(isa):
         out = call_registered(images.bfloat16(), low(params), low(norm), approximate=approximate)
     ref = reference(images.bfloat16(), low(params), low(norm), approximate=approximate)
     assert out.dtype == torch.bfloat16

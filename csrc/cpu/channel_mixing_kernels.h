@@ -111,9 +111,11 @@ void channel_postnorm_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk
   }
 }
 
-template <class T>
-void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch) {
-  if (a.form == MixingForm::PostNorm) return channel_postnorm_forward(a, blk0, blk1, scratch);
+// The forward's steps per block of rows (Block and BareMlp forms); fc1(U, R, epilogue) and
+// fc2(A, R, epilogue) run its two GEMMs on a block of R rows.
+template <class T, class Fc1, class Fc2>
+void channel_forward_rows(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch, Fc1&& fc1,
+                          Fc2&& fc2) {
   using S = compute_t<T>;
   using V = Vec<S>;
   const int D = a.dim, H = a.hidden;
@@ -121,22 +123,53 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
   const Dropout drop = make_dropout(a);
   S* u = scratch;                       // R x D
   S* act = u + kChannelRowBlock * D;    // R x H
-  // fc2 reads W2^T's 64-column strips once per row tile: packed contiguous, a strip stays in L1
-  // (rows D floats apart fall into few L1 sets when D is a multiple of 256).
-  const S* w2p = a.w2t_strips;
   for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));
     const T* x = a.x + r0 * D;
     T* out = a.out + r0 * D;
-    const S* ux = mlp_input<V>(a, x, R, D, u);
-    gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
+    fc1(mlp_input<V>(a, x, R, D, u), R, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
     if (a.saved) std::memcpy(a.saved + r0 * H, act, sizeof(S) * size_t(R) * H);
     gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
-    gemm<V>(R, D, H, act, H, 1, w2p, kStripCols,
-            ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D, a.form == MixingForm::Block},
-            int64_t(H) * kStripCols);
+    fc2(act, R, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D, a.form == MixingForm::Block});
   }
+}
+
+template <class T>
+void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch) {
+  if (a.form == MixingForm::PostNorm) return channel_postnorm_forward(a, blk0, blk1, scratch);
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  const int D = a.dim, H = a.hidden;
+#if defined(MK_BF16_DOT)
+  // bf16 dot products: U and GELU(H) are rounded to bf16 rows before their GEMMs (as the reference
+  // under autocast rounds them), W1^T and W2^T are bf16 pair strips. A training forward saves
+  // H = U W1^T + b1 of these products.
+  if constexpr (std::is_same_v<T, bf16>)
+    if (a.fc1_dot) {
+      constexpr int RB = kChannelRowBlock;
+      const int Dp = 2 * depth_pairs(D), Hp = 2 * depth_pairs(H);
+      bf16* u_rows = reinterpret_cast<bf16*>(scratch + RB * (D + H));  // R x Dp
+      bf16* act_rows = u_rows + RB * Dp;                                // R x Hp
+      return channel_forward_rows(
+          a, blk0, blk1, scratch,
+          [&](const float* u, int R, const auto& epi) {
+            pack_bf16_rows(u, D, R, D, u_rows);
+            gemm_bf16(R, H, depth_pairs(D), u_rows, Dp, a.fc1_dot, epi);
+          },
+          [&](const float* act, int R, const auto& epi) {
+            pack_bf16_rows(act, H, R, H, act_rows);
+            gemm_bf16(R, D, depth_pairs(H), act_rows, Hp, a.fc2_dot, epi);
+          });
+    }
+#endif
+  // fc2 reads W2^T's 64-column strips once per row tile: packed contiguous, a strip stays in L1
+  // (rows D floats apart fall into few L1 sets when D is a multiple of 256).
+  channel_forward_rows(
+      a, blk0, blk1, scratch, [&](const S* u, int R, const auto& epi) { gemm<V>(R, H, D, u, D, 1, a.w1t, H, epi); },
+      [&](const S* act, int R, const auto& epi) {
+        gemm<V>(R, D, H, act, H, 1, a.w2t_strips, kStripCols, epi, int64_t(H) * kStripCols);
+      });
 }
 
 template <class T>

@@ -1,6 +1,8 @@
-// Run-time choice of the CPU kernels' instruction set: AVX-512 where the CPU has it, the portable
-// build otherwise. MIXERKERN_CPU_ISA=generic|avx512|auto (read at load) or mixerkern_cpu::set_isa
-// overrides it; tests use that to exercise the portable path on AVX-512 machines.
+// Run-time choice of the CPU kernels' instruction set: AVX-512 with AVX512-BF16 dot products for
+// bf16 where the CPU has both, AVX-512 where it has that, the portable build otherwise.
+// MIXERKERN_CPU_ISA=auto|avx512bf16|avx512|generic|avx512bf16-emulated (read at load) or
+// mixerkern_cpu::set_isa overrides it; tests use that to exercise the portable path on AVX-512
+// machines, and the bf16-dot path (its dot product emulated) on CPUs without AVX512-BF16.
 #include "dispatch.h"
 
 #include <torch/library.h>
@@ -18,14 +20,27 @@ bool cpu_has_avx512() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
+bool cpu_has_avx512_bf16() {
+  return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+}
+
 const KernelTable* table_for(const std::string& isa) {
-  if (isa == "auto") return cpu_has_avx512() ? &avx512_kernel_table() : &generic_kernel_table();
+  if (isa == "auto")
+    return cpu_has_avx512_bf16() ? &avx512bf16_kernel_table()
+           : cpu_has_avx512()    ? &avx512_kernel_table()
+                                 : &generic_kernel_table();
   if (isa == "generic") return &generic_kernel_table();
-  if (isa == "avx512") {
-    TORCH_CHECK(cpu_has_avx512(), "mixerkern: isa='avx512' requested but this CPU lacks AVX-512 F/BW/VL/DQ");
-    return &avx512_kernel_table();
+  if (isa == "avx512" || isa == "avx512bf16-emulated") {
+    TORCH_CHECK(cpu_has_avx512(), "mixerkern: isa='", isa, "' requested but this CPU lacks AVX-512 F/BW/VL/DQ");
+    return isa == "avx512" ? &avx512_kernel_table() : &avx512bf16_emulated_kernel_table();
   }
-  TORCH_CHECK(false, "mixerkern: isa must be 'auto', 'avx512' or 'generic', got '", isa, "'");
+  if (isa == "avx512bf16") {
+    TORCH_CHECK(cpu_has_avx512_bf16(), "mixerkern: isa='avx512bf16' requested but this CPU lacks AVX512-BF16 ",
+                "(or AVX-512 F/BW/VL/DQ)");
+    return &avx512bf16_kernel_table();
+  }
+  TORCH_CHECK(false, "mixerkern: isa must be 'auto', 'avx512bf16', 'avx512', 'generic' or 'avx512bf16-emulated', got '",
+              isa, "'");
 }
 
 const KernelTable* initial_table() {

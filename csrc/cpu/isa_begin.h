@@ -9,3 +9,6 @@
 #if defined(MK_AVX512)
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,bmi,bmi2")
 #endif
+#if defined(MK_BF16_DOT) && !defined(MK_BF16_DOT_EMULATED)
+#pragma GCC target("avx512bf16")
+#endif

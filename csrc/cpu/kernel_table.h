@@ -19,7 +19,19 @@ template <class T> constexpr OpKernels<T> op_kernels() {
 }
 
 inline const KernelTable& kernel_table() {
-#if defined(MK_AVX512)
+#if defined(MK_BF16_DOT)
+  // The AVX-512 table with the bf16 forwards that use dot products; everything else (fp32, the
+  // backwards) is the same code, so it is taken from that table rather than compiled again.
+  static const KernelTable table = [] {
+    KernelTable t = avx512_kernel_table();
+    t.isa = MK_ISA_NAME;
+    t.b16.token.forward = &token_mixing_forward<bf16>;
+    t.b16.channel.forward = &channel_mixing_forward<bf16>;
+    t.b16.blocks.forward = &mixer_blocks_forward<bf16>;
+    t.bf16_dot = true;
+    return t;
+  }();
+#elif defined(MK_AVX512)
   // float64 exists for gradcheck-style verification, not speed: it always runs the portable build.
   static const KernelTable table{MK_ISA_NAME, op_kernels<float>(), op_kernels<bf16>(), {}};
 #else

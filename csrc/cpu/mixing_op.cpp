@@ -51,7 +51,7 @@ void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::st
 // Compute-type copies of the parameters in the layouts the kernels read, plus the scalar settings.
 template <class T> struct Prepared {
   using S = compute_t<T>;
-  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t, w2t_strips;
+  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t, w2t_strips, fc1_dot, fc2_dot;
   MixingArgs<T> args;
 
   // forward: also pack W2^T in strips for the channel forwards' fc2 (the backwards do not read it).
@@ -73,6 +73,8 @@ template <class T> struct Prepared {
                        .permute({1, 0, 2}).contiguous();
       args.w2t_strips = w2t_strips.data_ptr<S>();
     }
+    if constexpr (std::is_same_v<T, bf16>)
+      if (forward && p.form != MixingForm::PostNorm && active_kernels().bf16_dot) prepare_bf16_dot(kind, p);
     args.batch = x.size(0);
     args.patches = int(x.size(1));
     args.dim = int(x.size(2));
@@ -83,6 +85,24 @@ template <class T> struct Prepared {
     args.eps = S(eps);
     args.tanh_gelu = approximate == "tanh";
     set_dropout(args, dropout_p, seed);
+  }
+
+  // The bf16-dot forwards' weights (MixingArgs::fc1_dot, gemm_bf16.h's layouts): token mixing's
+  // W1, W2 as rows with the depth padded to even, channel mixing's W1^T, W2^T as pair strips.
+  void prepare_bf16_dot(MixingKind kind, const Params& p) {
+    const at::Tensor w1b = p.w1.to(at::kBFloat16), w2b = p.w2.to(at::kBFloat16);
+    auto rows = [](const at::Tensor& w) {  // (M, K) -> (M, 2 depth_pairs(K))
+      return at::constant_pad_nd(w, {0, 2 * depth_pairs(int(w.size(1))) - w.size(1)}).contiguous();
+    };
+    auto pair_strips = [](const at::Tensor& b) {  // (K, N) -> [strip][pair][64 columns][2]
+      const int64_t K = b.size(0), N = b.size(1), K2 = depth_pairs(int(K)), strips = column_strips(int(N));
+      return at::constant_pad_nd(b, {0, strips * kStripCols - N, 0, 2 * K2 - K})
+          .view({K2, 2, strips, kStripCols}).permute({2, 0, 3, 1}).contiguous();
+    };
+    fc1_dot = kind == MixingKind::Token ? rows(w1b) : pair_strips(w1b.t());
+    fc2_dot = kind == MixingKind::Token ? rows(w2b) : pair_strips(w2b.t());
+    args.fc1_dot = data<bf16>(fc1_dot);
+    args.fc2_dot = data<bf16>(fc2_dot);
   }
 };
 

@@ -42,6 +42,11 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   const S* w2t_strips = nullptr;
   S eps = S(1e-6);
   MixingForm form = MixingForm::Block;  // ln_w / ln_b / eps are unused by BareMlp
+  // The weights of the bf16-dot forwards (tables with KernelTable::bf16_dot; bf16 storage, set by
+  // the glue, null otherwise), bf16 with the GEMM depth padded to even (gemm_bf16.h): token
+  // mixing's W1 (H x P) and W2 (P x H) as A operands (rows), channel mixing's W1^T (D x H) and
+  // W2^T (H x D) as B operands (pair strips).
+  const bf16 *fc1_dot = nullptr, *fc2_dot = nullptr;
   // The activations the backward would otherwise recompute with GEMMs (null: recompute them).
   // The forward of a training step writes them, its backward reads them (layout: see
   // channel_saved_cols).
@@ -172,9 +177,12 @@ struct KernelTable {
   OpKernels<float> f32;
   OpKernels<bf16> b16;
   OpKernels<double> f64;  // generic table only
+  bool bf16_dot = false;  // b16's mixing forwards take MixingArgs::fc1_dot / fc2_dot
 };
 
 const KernelTable& avx512_kernel_table();
+const KernelTable& avx512bf16_kernel_table();
+const KernelTable& avx512bf16_emulated_kernel_table();
 const KernelTable& generic_kernel_table();
 
 // ---- work split and scratch sizes (shared by glue and kernels) ---------------------------------
@@ -189,14 +197,19 @@ inline int64_t channel_units(int64_t batch, int patches, int) {
 constexpr int kStripCols = 64;
 inline int column_strips(int N) { return (N + kStripCols - 1) / kStripCols; }
 inline size_t strip_packed_elems(int K, int N) { return size_t(column_strips(N)) * K * kStripCols; }
+// The bf16-dot GEMMs (gemm_bf16.h) take their depth K in pairs, padded to even.
+inline int depth_pairs(int K) { return (K + 1) / 2; }
+// Forward: U in strips, one strip of A; with bf16 dot products also that strip of U and A as bf16
+// pairs (depth_pairs(P), depth_pairs(H) pair rows of 64 columns = 64 floats' bytes each).
 inline size_t token_scratch(int P, int D, int H, bool backward) {
   if (backward) return 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P);
-  return strip_packed_elems(P, D) + size_t(H) * kStripCols;  // U in strips, one strip of A
+  return strip_packed_elems(P, D) + size_t(H) * kStripCols + size_t(depth_pairs(P) + depth_pairs(H)) * kStripCols;
 }
+// Forward: U and A (rows x D, rows x H); with bf16 dot products also both as bf16 rows.
 inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form) {
   const size_t R = kChannelRowBlock;
   if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
-  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H;
+  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H + R * size_t(depth_pairs(D) + depth_pairs(H));
 }
 // What MixingArgs::saved holds (channel mixing only; the token kernels ignore it): per row,
 // H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the sum Z that its LayerNorm

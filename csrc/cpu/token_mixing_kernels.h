@@ -11,6 +11,7 @@
 #pragma once
 #include "dropout.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "layernorm.h"
 #include "mixing_params.h"
 
@@ -141,8 +142,10 @@ inline void add_column_sums(const S* src, int rows, int cols, S* acc) {
 // while it is in L1, and LayerNorm writes U strip by strip (P x 64 contiguous) so that fc1's
 // row tiles find their B strip in L1 instead of streaming it from L2 once per tile.
 static_assert(kStripCols == kStripWidth, "token strips are GEMM column strips");
-template <class T>
-void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch) {
+// The forward's steps, per sample and 64-column strip of X; fc1(U strip, w, epilogue) and
+// fc2(A strip, w, epilogue) run its two GEMMs on a strip of w columns.
+template <class T, class Fc1, class Fc2>
+void token_forward_strips(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch, Fc1&& fc1, Fc2&& fc2) {
   using S = compute_t<T>;
   using V = Vec<S>;
   const int P = a.patches, D = a.dim, H = a.hidden;
@@ -156,17 +159,43 @@ void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, comput
     mlp_input_strips<V>(a, x, P, D, u);
     for (int s = 0; s < column_strips(D); ++s) {
       const int c0 = s * kStripCols, w = imin(kStripCols, D - c0);
-      // A = GELU(W1 U + b1); W1(t, p) = w1t[p H + t].
-      gemm<V>(H, w, P, a.w1t, 1, H, u + int64_t(s) * P * kStripCols, kStripCols,
-              StoreBiased<V, true>{act, kStripCols, a.b1});
+      fc1(u + int64_t(s) * P * kStripCols, w, StoreBiased<V, true>{act, kStripCols, a.b1});  // A = GELU(W1 U + b1)
       if (w == kStripCols) gelu_inplace(act, (S*)nullptr, int64_t(H) * kStripCols, a.tanh_gelu);
       else for (int t = 0; t < H; ++t) gelu_inplace(act + t * kStripCols, (S*)nullptr, w, a.tanh_gelu);  // not the unset lanes
-      // out = X + Drop(W2 A + b2); W2(p, t) = w2t[t P + p].
-      gemm<V>(P, w, H, a.w2t, 1, P, act, kStripCols,
-              ResidualOut<V, T, true>{x + c0, out + c0, D, base + c0, a.b2, drop, int64_t(P) * D,
-                                      a.form == MixingForm::Block});
+      fc2(act, w, ResidualOut<V, T, true>{x + c0, out + c0, D, base + c0, a.b2, drop, int64_t(P) * D,  // X + Drop(W2 A + b2)
+                                         a.form == MixingForm::Block});
     }
   }
+}
+
+template <class T>
+void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch) {
+  using S = compute_t<T>;
+  using V = Vec<S>;
+  const int P = a.patches, H = a.hidden;
+#if defined(MK_BF16_DOT)
+  // bf16 dot products: each strip of U and of GELU(H) is rounded to bf16 pairs before its GEMM
+  // (where the reference under autocast rounds them too), W1 and W2 are the bf16 A operands.
+  if constexpr (std::is_same_v<T, bf16>)
+    if (a.fc1_dot) {
+      bf16* u_pairs = reinterpret_cast<bf16*>(scratch + strip_packed_elems(P, a.dim) + size_t(H) * kStripCols);
+      bf16* act_pairs = u_pairs + size_t(depth_pairs(P)) * kPairStripElems;
+      return token_forward_strips(
+          a, b0, b1, scratch,
+          [&](const float* u, int w, const auto& epi) {
+            pack_bf16_pairs(u, kStripCols, P, w, u_pairs);
+            gemm_bf16(H, w, depth_pairs(P), a.fc1_dot, 2 * depth_pairs(P), u_pairs, epi);
+          },
+          [&](const float* act, int w, const auto& epi) {
+            pack_bf16_pairs(act, kStripCols, H, w, act_pairs);
+            gemm_bf16(P, w, depth_pairs(H), a.fc2_dot, 2 * depth_pairs(H), act_pairs, epi);
+          });
+    }
+#endif
+  // W1(t, p) = w1t[p H + t], W2(p, t) = w2t[t P + p]: column-major views, no transposes.
+  token_forward_strips(
+      a, b0, b1, scratch, [&](const S* u, int w, const auto& epi) { gemm<V>(H, w, P, a.w1t, 1, H, u, kStripCols, epi); },
+      [&](const S* act, int w, const auto& epi) { gemm<V>(P, w, H, a.w2t, 1, P, act, kStripCols, epi); });
 }
 
 template <class T>

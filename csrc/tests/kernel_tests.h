@@ -3,6 +3,7 @@
 #pragma once
 #include "../cpu/dropout.h"
 #include "../cpu/gemm.h"
+#include "../cpu/gemm_bf16.h"
 #include "../cpu/layernorm.h"
 #include "../cpu/mixer_blocks_kernels.h"
 #include "../cpu/patch_embed_kernels.h"
@@ -69,6 +70,49 @@ inline void test_gemm() {
     }
   }
 }
+
+#if defined(MK_BF16_DOT)
+// gemm_bf16 with A packed as bf16 rows and B as pair strips from fp32, over odd sizes (odd K pads a
+// pair, N tails of 1-4 vectors, several strips, all row tiles), against a double-precision product
+// of the bf16-rounded operands: the products are exact in fp32, so only accumulation rounding is left.
+inline void test_gemm_bf16() {
+  using V = Vec<float>;
+  const int sizes[][3] = {{1, 1, 1}, {6, 64, 8}, {7, 17, 5}, {13, 100, 37}, {64, 256, 64}, {5, 130, 3},
+                          {30, 70, 197}, {97, 48, 65}, {11, 96, 96}};
+  for (const auto& s : sizes) {
+    const int M = s[0], N = s[1], K = s[2], K2 = depth_pairs(K);
+    auto a = randn(size_t(M) * K, 3), b = randn(size_t(K) * N, 4);
+    const float nan = std::nanf("");
+    a[0] = M * K > 1 ? a[0] : nan;  // the 1x1x1 case: NaN must come through
+    std::vector<bf16> ap(size_t(M) * 2 * K2), bp(size_t(ceil_div(N, kPairStripCols)) * K2 * kPairStripElems);
+    pack_bf16_rows(a.data(), K, M, K, ap.data());
+    for (int j0 = 0; j0 < N; j0 += kPairStripCols)
+      pack_bf16_pairs(b.data() + j0, N, K, imin(kPairStripCols, N - j0), bp.data() + size_t(j0 / kPairStripCols) * K2 * kPairStripElems);
+    auto round = [](float f) { return bf16_to_float(float_to_bf16(f)); };
+    std::vector<float> c(size_t(M) * N, -1.f);
+    gemm_bf16(M, N, K2, ap.data(), 2 * K2, bp.data(), StoreTo<V>{c.data(), N});
+    double worst = 0;
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) {
+        double ref = 0, scale = 1;
+        for (int k = 0; k < K; ++k) {
+          const double prod = double(round(a[size_t(i) * K + k])) * round(b[size_t(k) * N + j]);
+          ref += prod;
+          scale += std::fabs(prod);
+        }
+        const float got = c[size_t(i) * N + j];
+        if (std::isnan(ref)) MK_EXPECT(std::isnan(got), "gemm_bf16 M=%d N=%d K=%d: NaN lost at (%d, %d)", M, N, K, i, j);
+        else worst = std::fmax(worst, std::fabs(ref - got) / scale);
+      }
+    MK_EXPECT(worst < 1e-6, "gemm_bf16 M=%d N=%d K=%d: max rel err %g", M, N, K, worst);
+    // The pad column of A and the pad row / columns of B are zero.
+    for (int i = 0; i < M && K % 2; ++i) MK_EXPECT(ap[size_t(i) * 2 * K2 + K].bits == 0, "gemm_bf16: A pad not zero");
+    if (N % kPairStripCols)
+      MK_EXPECT(bp[size_t(N / kPairStripCols) * K2 * kPairStripElems + 2 * (N % kPairStripCols)].bits == 0,
+                "gemm_bf16: B column pad not zero");
+  }
+}
+#endif
 
 // gelu_inplace over -12..12 (a length that leaves a tail after the four-vector packs) and NaN.
 inline void test_gelu() {
@@ -216,6 +260,9 @@ inline void test_rows_stats() {
 
 inline int run_all() {
   test_gemm();
+#if defined(MK_BF16_DOT)
+  test_gemm_bf16();
+#endif
   test_patch_gather_scatter();
   test_pool_rows();
   test_rows_stats();

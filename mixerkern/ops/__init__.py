@@ -54,12 +54,14 @@ if _load_error is not None:
 
 
 def cpu_isa() -> str:
-    """The instruction set the compiled CPU kernels dispatch to ('avx512' or 'generic')."""
+    """The instruction set the compiled CPU kernels dispatch to: 'avx512bf16' (AVX-512 with bf16
+    dot products), 'avx512', 'generic', 'avx512bf16-emulated' (tests only), or 'none'."""
     return torch.ops.mixerkern_cpu.get_isa() if _load_error is None else "none"
 
 
 def set_cpu_isa(isa: str) -> str:
-    """Forces the CPU kernels onto 'avx512', 'generic' or 'auto'; returns the ISA now in use.
+    """Forces the CPU kernels onto 'avx512bf16', 'avx512', 'generic', 'avx512bf16-emulated' or back
+    to 'auto'; returns the ISA now in use.
 
     The environment variable MIXERKERN_CPU_ISA sets the same thing when the library loads.
     """

@@ -1,0 +1,133 @@
+// GEMM on bf16 operands with fp32 accumulation by AVX512-BF16's vdpbf16ps, for the bf16 forwards
+// of the kernel tables built with MK_BF16_DOT (kernels_avx512bf16*.cpp). One vdpbf16ps does, for
+// each of 16 fp32 lanes j,
+//   acc[j] += a[2j+1] b[2j+1] + a[2j] b[2j]        (odd pair first; bf16 products are exact in fp32)
+// so the depth K is consumed in pairs: A's two values (A(i,k), A(i,k+1)) are broadcast as one
+// 32-bit word, and B is stored pair-interleaved, (B(k,j), B(k+1,j)) side by side. Per pair the
+// MR x NV register tile does the work of two fp32 k steps in one instruction: twice the FLOPs of
+// the fp32 GEMM (gemm.h) per cycle, on half the operand bytes.
+//
+// Layouts (K is padded with a zero to even Kp; K2 = Kp / 2 = depth_pairs(K)):
+//   A: row-major bf16, row stride lda (even), the pad column zero (pack_bf16_rows).
+//   B: pair strips of 64 columns, each K2 x 64 pairs: (B(2p, c), B(2p+1, c)) at
+//      dst[(s * K2 + p) * 128 + 2c + {0, 1}], zero past N and in the pad row (pack_bf16_pairs).
+//
+// MK_BF16_DOT_EMULATED replaces the instruction with two FMAs on the unpacked halves: the same
+// sums except for denormals, which vdpbf16ps flushes. That build (the "avx512bf16-emulated"
+// table) exercises every layout and loop of this path on CPUs without AVX512-BF16; only the one
+// instruction is left to the hardware.
+#pragma once
+#include "gemm.h"
+#include "mixing_params.h"
+
+#if defined(MK_BF16_DOT)
+namespace mixerkern { namespace cpu { namespace MK_ISA {
+
+#if defined(MK_BF16_DOT_EMULATED)
+// The bf16 pairs of each 32-bit lane as fp32: the odd (high) one in place, the even one shifted up.
+inline __m512 odd_bf16(__m512i v) { return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int(0xffff0000u)))); }
+inline __m512 even_bf16(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+#endif
+
+inline __m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
+#if defined(MK_BF16_DOT_EMULATED)
+  return _mm512_fmadd_ps(even_bf16(a), even_bf16(b), _mm512_fmadd_ps(odd_bf16(a), odd_bf16(b), acc));
+#else
+  return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+#endif
+}
+
+// fp32 -> bf16 bits (round to nearest even, NaN kept quiet) in the high half of each 32-bit lane,
+// the low half zero: the same rounding as store_as(bf16*) and torch's.
+inline __m512i bf16_high(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  const __m512i quiet_nan = _mm512_or_si512(u, _mm512_set1_epi32(0x400000));
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  return _mm512_and_si512(_mm512_mask_mov_epi32(rounded, nan, quiet_nan), _mm512_set1_epi32(int(0xffff0000u)));
+}
+
+constexpr int kPairStripCols = 64;
+constexpr int kPairStripElems = 2 * kPairStripCols;  // bf16 per pair row of a strip
+
+// One strip of B from fp32 rows: K rows of w <= 64 columns (row stride ld) -> depth_pairs(K) pair
+// rows of dst (kPairStripElems bf16 each), zero past w and in the pad row of an odd K.
+inline void pack_bf16_pairs(const float* src, int64_t ld, int K, int w, bf16* dst) {
+  for (int p = 0; p < depth_pairs(K); ++p) {
+    const float* r0 = src + 2 * p * ld;
+    const bool has_odd = 2 * p + 1 < K;
+    for (int j = 0; j < kPairStripCols; j += kLanes) {
+      const __mmask16 m = Vec512::mask(w > j ? w - j : 0);
+      const __m512i lo = _mm512_srli_epi32(bf16_high(_mm512_maskz_loadu_ps(m, r0 + j)), 16);
+      const __m512i hi = has_odd ? bf16_high(_mm512_maskz_loadu_ps(m, r0 + ld + j)) : _mm512_setzero_si512();
+      _mm512_storeu_si512(dst + p * kPairStripElems + 2 * j, _mm512_or_si512(lo, hi));
+    }
+  }
+}
+
+// A from fp32 rows: rows x K (row stride ld) -> bf16 rows of stride 2 * depth_pairs(K), the pad zero.
+inline void pack_bf16_rows(const float* src, int64_t ld, int rows, int K, bf16* dst) {
+  const int64_t ldd = 2 * depth_pairs(K);
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < ldd; k += kLanes) {
+      const __mmask16 m = Vec512::mask(K > k ? K - k : 0), md = Vec512::mask(int(ldd) - k);
+      const __m512i bits = _mm512_srli_epi32(bf16_high(_mm512_maskz_loadu_ps(m, src + r * ld + k)), 16);
+      _mm256_mask_storeu_epi16(dst + r * ldd + k, md, _mm512_cvtepi32_epi16(bits));
+    }
+}
+
+template <int MR, int NV, class Epi>
+inline void dot_tile(int K2, const bf16* A, int64_t lda, const bf16* B, __mmask16 tail, int i0, int j0,
+                     const Epi& epi) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
+  const int32_t* a32 = reinterpret_cast<const int32_t*>(A);  // lda is even: rows stay 4-byte aligned
+  for (int p = 0; p < K2; ++p, B += kPairStripElems) {
+    __m512i b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_si512(B + j * 2 * kLanes);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512i a = _mm512_set1_epi32(a32[i * lda / 2 + p]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = dot_pairs(acc[i][j], a, b[j]);
+    }
+  }
+  const Epi e = epi;  // a local copy, as in gemm_tile
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) e(i0 + i, j0 + j * kLanes, Vec512{acc[i][j]}, j == NV - 1 ? tail : Vec512::mask(kLanes));
+}
+
+template <int NV, class Epi>
+inline void dot_strip(int M, int K2, const bf16* A, int64_t lda, const bf16* B, __mmask16 tail, int j0, const Epi& epi) {
+  int i = 0;
+  for (; i + kTileRows <= M; i += kTileRows) dot_tile<kTileRows, NV>(K2, A + i * lda, lda, B, tail, i, j0, epi);
+  for (; i + 4 <= M; i += 4) dot_tile<4, NV>(K2, A + i * lda, lda, B, tail, i, j0, epi);
+  for (; i + 2 <= M; i += 2) dot_tile<2, NV>(K2, A + i * lda, lda, B, tail, i, j0, epi);
+  for (; i < M; ++i) dot_tile<1, NV>(K2, A + i * lda, lda, B, tail, i, j0, epi);
+}
+
+// C (M x N) = A (M x K) B (K x N) in the layouts above (K2 = depth_pairs(K)), delivered to `epi` one
+// 16-column vector at a time as fp32, like gemm().
+template <class Epi>
+void gemm_bf16(int M, int N, int K2, const bf16* A, int64_t lda, const bf16* B, Epi&& epi) {
+  for (int j0 = 0; j0 < N; j0 += kPairStripCols, B += int64_t(K2) * kPairStripElems) {
+    const int w = imin(kPairStripCols, N - j0), nv = ceil_div(w, kLanes);
+    const __mmask16 tail = Vec512::mask(w - (nv - 1) * kLanes);
+    switch (nv) {
+      case 4: dot_strip<4>(M, K2, A, lda, B, tail, j0, epi); break;
+      case 3: dot_strip<3>(M, K2, A, lda, B, tail, j0, epi); break;
+      case 2: dot_strip<2>(M, K2, A, lda, B, tail, j0, epi); break;
+      default: dot_strip<1>(M, K2, A, lda, B, tail, j0, epi);
+    }
+  }
+}
+
+}}}  // namespace mixerkern::cpu::MK_ISA
+#endif
