@@ -84,11 +84,13 @@ void channel_postnorm_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk
     const T* x = a.x + r0 * D;
     const S* ux = as_compute<V>(x, int64_t(R) * D, u);
     const S* gout = as_compute<V>(a.grad_out + r0 * D, int64_t(R) * D, gs);
+    const S* zr = z;  // Z's rows, zld apart: read in place from `saved` when it holds them
+    int64_t zld = D;
     if (a.saved) {
       const S* saved = a.saved + r0 * (H + D);
-      copy_rows(saved, H + D, act, H, R, H);
-      copy_rows(saved + H, H + D, z, D, R, D);
-      gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
+      for (int r = 0; r < R; ++r) gelu(saved + r * (H + D), act + r * H, dh + r * H, H, a.tanh_gelu);
+      zr = saved + H;
+      zld = H + D;
     } else {
       gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
       gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
@@ -97,8 +99,8 @@ void channel_postnorm_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk
     for (int r = 0; r < R; ++r) {
       const int64_t o = int64_t(r) * D;
       S mean, rstd;
-      row_stats<V>(z + o, D, a.eps, &mean, &rstd);
-      row_layernorm_backward<V>(z + o, gout + o, D, a.ln_w, mean, rstd, g.ln_w, g.ln_b, [&](int j, V v, M m) {
+      row_stats<V>(zr + r * zld, D, a.eps, &mean, &rstd);
+      row_layernorm_backward<V>(zr + r * zld, gout + o, D, a.ln_w, mean, rstd, g.ln_w, g.ln_b, [&](int j, V v, M m) {
         v.store(dz + o + j, m);
         if (drop.enabled) v = v * drop.factor<V>(uint64_t((r0 + r) * D + j));
         v.store(dzm + o + j, m);
@@ -204,9 +206,12 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
         v.store(dz + r * D + d, m);
       }
     }
-    if (a.saved) std::memcpy(act, a.saved + r0 * H, sizeof(S) * size_t(R) * H);
-    else gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
-    gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
+    if (a.saved) {
+      gelu(a.saved + r0 * H, act, dh, int64_t(R) * H, a.tanh_gelu);
+    } else {
+      gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
+      gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
+    }
     channel_mlp_backward_block<V>(a, R, dz, act, dh, ux, g, StoreTo<V>{du, D});
     mlp_input_grad<V>(a, x, du, gout, R, D, mean, rstd, g, a.out + r0 * D);
   }

@@ -77,10 +77,11 @@ template <class S> inline S gelu_scalar(S x, bool tanh_approx, S* grad) {
   return S(0.5) * x * (S(1) + t);
 }
 
-// y = GELU(y) over n contiguous values, and grad = GELU'(y) if given.
-template <class S> inline void gelu_inplace(S* y, S* grad, int64_t n, bool tanh_approx) {
-  for (int64_t i = 0; i < n; ++i) y[i] = gelu_scalar(y[i], tanh_approx, grad ? grad + i : nullptr);
+// y = GELU(x) over n contiguous values (y may be x), and grad = GELU'(x) if given.
+template <class S> inline void gelu(const S* x, S* y, S* grad, int64_t n, bool tanh_approx) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_scalar(x[i], tanh_approx, grad ? grad + i : nullptr);
 }
+template <class S> inline void gelu_inplace(S* y, S* grad, int64_t n, bool tanh_approx) { gelu(y, y, grad, n, tanh_approx); }
 
 // Loads/stores from any storage type into the compute vector.
 template <class S> inline VecG<S> load_as(const S* p, int m) { return VecG<S>::load(p, m); }
@@ -257,13 +258,13 @@ template <int N> inline void gelu512(__m512* x, __m512* grad, bool tanh_approx) 
 }
 #undef MK_EACH
 
-// gelu_inplace for float: four vectors at a time, then the tail one masked vector at a time.
-inline void gelu_inplace(float* y, float* grad, int64_t n, bool tanh_approx) {
+// gelu for float: four vectors at a time, then the tail one masked vector at a time.
+inline void gelu(const float* x, float* y, float* grad, int64_t n, bool tanh_approx) {
   constexpr int kPack = 4;
   int64_t i = 0;
   for (; i + kPack * kLanes <= n; i += kPack * kLanes) {
     __m512 v[kPack], g[kPack];
-    for (int q = 0; q < kPack; ++q) v[q] = _mm512_loadu_ps(y + i + q * kLanes);
+    for (int q = 0; q < kPack; ++q) v[q] = _mm512_loadu_ps(x + i + q * kLanes);
     gelu512<kPack>(v, grad ? g : nullptr, tanh_approx);
     for (int q = 0; q < kPack; ++q) {
       _mm512_storeu_ps(y + i + q * kLanes, v[q]);
@@ -272,12 +273,13 @@ inline void gelu_inplace(float* y, float* grad, int64_t n, bool tanh_approx) {
   }
   for (; i < n; i += kLanes) {
     const __mmask16 m = Vec512::mask(int(imin64(kLanes, n - i)));
-    __m512 v = _mm512_maskz_loadu_ps(m, y + i), g;
+    __m512 v = _mm512_maskz_loadu_ps(m, x + i), g;
     gelu512<1>(&v, grad ? &g : nullptr, tanh_approx);
     _mm512_mask_storeu_ps(y + i, m, v);
     if (grad) _mm512_mask_storeu_ps(grad + i, m, g);
   }
 }
+inline void gelu_inplace(float* y, float* grad, int64_t n, bool tanh_approx) { gelu(y, y, grad, n, tanh_approx); }
 
 template <class S> struct VecFor;
 template <> struct VecFor<float> { using type = Vec512; };
