@@ -36,6 +36,18 @@ inline void channel_mlp_backward_block(const MixingArgs<T>& a, int R, const S* d
   gemm<V>(R, D, H, dh, H, 1, a.w1, D, emit_du);                // dU = dH W1
 }
 
+// The forwards' fc2, C (R x D) = A W2^T into `epi`. W2^T comes packed in 64-column strips where D
+// is a multiple of 64: rows D floats apart can then fall into few L1 sets (D a multiple of 256),
+// and a contiguous strip stays in L1. Other D read it row-major, where gemm may split N into
+// 3-vector strips (96 = 48 + 48), which packed strips would have to cross: channel_mlp forward
+// at D = H = 96 ran 1.14-1.16x, and at D = 100, H = 37 1.18x, of packed (C++ A/B, bit-identical).
+template <class V, class T, class Epi, class S = typename V::scalar>
+inline void fc2_forward_gemm(const MixingArgs<T>& a, int R, const S* act, const Epi& epi) {
+  const int D = a.dim, H = a.hidden;
+  if (D % kStripCols) gemm<V>(R, D, H, act, H, 1, a.w2t, D, epi);
+  else gemm<V>(R, D, H, act, H, 1, a.w2t_strips, kStripCols, epi, int64_t(H) * kStripCols);
+}
+
 template <class T>
 void channel_postnorm_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch) {
   using S = compute_t<T>;
@@ -45,7 +57,6 @@ void channel_postnorm_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1
   const Dropout drop = make_dropout(a);
   S* z = scratch;                       // R x D   X in the compute type, then Z
   S* act = z + kChannelRowBlock * D;    // R x H
-  const S* w2p = a.w2t_strips;
   for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));
@@ -54,8 +65,7 @@ void channel_postnorm_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1
     gemm<V>(R, H, D, as_compute<V>(x, int64_t(R) * D, z), D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
     if (saved) copy_rows(act, H, saved, H + D, R, H);
     gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
-    gemm<V>(R, D, H, act, H, 1, w2p, kStripCols, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, int64_t(R) * D, true},
-            int64_t(H) * kStripCols);
+    fc2_forward_gemm<V>(a, R, act, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, int64_t(R) * D, true});
     if (saved) copy_rows(z, D, saved + H, H + D, R, D);
     normalize_rows<V>(z, R, D, a.eps, a.ln_w, a.ln_b, a.out + r0 * D);
   }
@@ -165,13 +175,9 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
           });
     }
 #endif
-  // fc2 reads W2^T's 64-column strips once per row tile: packed contiguous, a strip stays in L1
-  // (rows D floats apart fall into few L1 sets when D is a multiple of 256).
   channel_forward_rows(
       a, blk0, blk1, scratch, [&](const S* u, int R, const auto& epi) { gemm<V>(R, H, D, u, D, 1, a.w1t, H, epi); },
-      [&](const S* act, int R, const auto& epi) {
-        gemm<V>(R, D, H, act, H, 1, a.w2t_strips, kStripCols, epi, int64_t(H) * kStripCols);
-      });
+      [&](const S* act, int R, const auto& epi) { fc2_forward_gemm<V>(a, R, act, epi); });
 }
 
 template <class T>

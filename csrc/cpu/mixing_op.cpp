@@ -67,10 +67,9 @@ template <class T> struct Prepared {
     b1 = prep(p.b1); b2 = prep(p.b2);
     w1 = prep(p.w1); w2 = prep(p.w2);
     w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
-    if (forward && kind == MixingKind::Channel) {  // [strip][H][64], zero-padded past D
+    if (forward && kind == MixingKind::Channel && w2t.size(1) % kStripCols == 0) {  // [strip][H][64]
       const int64_t H = w2t.size(0), D = w2t.size(1), strips = column_strips(int(D));
-      w2t_strips = at::constant_pad_nd(w2t, {0, strips * kStripCols - D}).view({H, strips, kStripCols})
-                       .permute({1, 0, 2}).contiguous();
+      w2t_strips = w2t.view({H, strips, kStripCols}).permute({1, 0, 2}).contiguous();
       args.w2t_strips = w2t_strips.data_ptr<S>();
     }
     if constexpr (std::is_same_v<T, bf16>)

@@ -38,7 +38,8 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   const S *w1 = nullptr, *w2 = nullptr;    // fc1/fc2 weights as nn.Linear stores them
   const S *w1t = nullptr, *w2t = nullptr;  // their transposes
   // W2^T in column strips (strip_packed_elems(hidden, dim), the layout of gemm.h's pack_strips),
-  // packed once per call for the channel forwards' fc2.
+  // packed once per call for the channel forwards' fc2 when dim is a multiple of 64 (see
+  // fc2_forward_gemm; null otherwise).
   const S* w2t_strips = nullptr;
   S eps = S(1e-6);
   MixingForm form = MixingForm::Block;  // ln_w / ln_b / eps are unused by BareMlp

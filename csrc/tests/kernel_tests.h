@@ -34,13 +34,14 @@ inline std::vector<float> randn(size_t n, unsigned seed) {
 }
 
 // gemm() with every A layout, and B row-major or packed in strips, against a naive product, over
-// odd sizes that exercise all tile tails.
+// odd sizes that exercise all tile tails and strip widths (4, 3, 2, 1 vectors).
 inline void test_gemm() {
   using V = Vec<float>;
   // K >= 256 runs in K blocks (a short last one at 600 and 530), copying B's strip once M >= 24
   // unless it is contiguous already (N = 64, and every packed B); M > 96 spans several row chunks.
   const int sizes[][3] = {{1, 1, 1}, {6, 64, 8}, {7, 17, 5}, {13, 100, 37}, {64, 256, 64}, {5, 130, 3},
-                          {30, 70, 600}, {100, 33, 530}, {7, 20, 512}, {97, 64, 65}, {64, 64, 256}, {40, 100, 300}};
+                          {30, 70, 600}, {100, 33, 530}, {7, 20, 512}, {97, 64, 65}, {64, 64, 256}, {40, 100, 300},
+                          {21, 96, 70}, {64, 48, 300}, {9, 112, 16}};  // 3-vector strips: 3 + 3, K blocks, 4 + 3
   for (const auto& s : sizes)
   for (int packed = 0; packed < 2; ++packed) {
     const int M = s[0], N = s[1], K = s[2];
