@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 
+import pytest
 import torch
 
 import mixerkern
@@ -31,8 +32,8 @@ from mixerkern.ops import OPS
 from mixerkern.reference import FNetLayer, MixerLayer, PatchlessLayer, gMLPLayer
 from mixerkern.reference import functional as reference
 
-from ._common import (BATCH, DTYPES, PROVIDERS, assert_close, peak_probe, precision, prepare_compiled, record,
-                      run_pedantic)
+from ._common import (BATCH, DTYPES, PROVIDERS, assert_close, baseline_verdict, peak_probe, precision,
+                      prepare_compiled, record, run_pedantic)
 
 PASSES = ("fwd", "fwd+bwd")
 THREADS = 1
@@ -151,7 +152,7 @@ class OpBench:
     """Inputs, the three providers and the FLOP count of one op at the benchmark shapes."""
 
     def __init__(self, op: str):
-        self.op = OPS[op]
+        self.name, self.op = op, OPS[op]
         x, params, kwargs, self.forward_flops = CASES[op](op)
         self.inputs = tuple(t.detach().clone().requires_grad_() for t in (x, *params))
         grad_out = torch.randn(self.op.out_shape(x, params))
@@ -165,7 +166,7 @@ class OpBench:
             return fused_op(*inputs, **kwargs)
 
         self.providers = dict(eager=eager, compile=torch.compile(eager), fused=fused)
-        self.checked: set[tuple] = set()
+        self.verdicts: dict[tuple, str | None] = {}
 
     def run(self, provider: str, pass_: str, dtype: str) -> tuple[torch.Tensor, ...]:
         """The output, then (fwd+bwd) the gradients of every input."""
@@ -175,15 +176,20 @@ class OpBench:
             return (out,)
         return (out, *torch.autograd.grad(out, self.inputs, self.grad_out[out.dtype]))
 
-    def check(self, provider: str, pass_: str, dtype: str, what: str) -> None:
-        if provider == "eager" or (provider, pass_, dtype) in self.checked:
-            return
-        self.checked.add((provider, pass_, dtype))
+    def problem(self, provider: str, pass_: str, dtype: str) -> str | None:
+        """None when the provider agrees with eager (checked once per config); why it is no baseline
+        where it is an UnusableBaseline; raises where it is wrong."""
+        if provider == "eager":
+            return None
+        return baseline_verdict(self.verdicts, (provider, pass_, dtype), lambda: self._check(provider, pass_, dtype))
+
+    def _check(self, provider: str, pass_: str, dtype: str) -> None:
+        what = f"{self.name} {pass_} {dtype} {provider}"
         labels = ("x", *self.op.param_names)  # stacked-block ops name the first block's only
         names = ("output", *(f"grad {labels[i] if i < len(labels) else f'input {i}'}" for i in range(len(self.inputs))))
         for name, actual, expected in zip(names, self.run(provider, pass_, dtype),
                                           self.run("eager", pass_, dtype)):
-            assert_close(actual, expected, dtype, f"{what}: {name}")
+            assert_close(actual, expected, dtype, f"{what}: {name}", baseline=provider == "compile")
 
 
 @functools.cache
@@ -197,11 +203,13 @@ def run_op_benchmark(benchmark, op: str, pass_: str, dtype: str, provider: str) 
     torch.set_num_threads(THREADS)
     if provider == "compile":
         prepare_compiled(THREADS)
-    bench.check(provider, pass_, dtype, f"{op} {pass_} {dtype} {provider}")
+    if reason := bench.problem(provider, pass_, dtype):
+        pytest.skip(reason)
     baselines = {}
     if provider == "fused":  # eager and compile interleaved with it, see run_pedantic
         prepare_compiled(THREADS)
-        baselines = {p: functools.partial(bench.run, p, pass_, dtype) for p in PROVIDERS if p != provider}
+        baselines = {p: functools.partial(bench.run, p, pass_, dtype) for p in PROVIDERS
+                     if p != provider and not bench.problem(p, pass_, dtype)}
         baselines["matmul"] = peak_probe()
     _, side_by_side = run_pedantic(benchmark, lambda: bench.run(provider, pass_, dtype), rounds=ROUNDS,
                                    warmup_rounds=WARMUP_ROUNDS, side_by_side=baselines)

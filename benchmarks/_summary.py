@@ -80,7 +80,8 @@ def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
               "|" + "|".join("---" if i < 5 else "---:" for i in range(len(COLUMNS))) + "|"]
     for row in sorted(rows, key=sort_key):
         if "eager_ms_side_by_side" in row:
-            row = dict(row, side_by_side=f"{row['eager_ms_side_by_side']:.1f} / {row['compile_ms_side_by_side']:.1f}")
+            times = (row.get(f"{p}_ms_side_by_side") for p in ("eager", "compile"))
+            row = dict(row, side_by_side=" / ".join("-" if t is None else f"{t:.1f}" for t in times))
         cells = [fmt.format(row[key]) if row.get(key) is not None else "" for _, key, fmt in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "img/s/core = batch / fastest round's time / threads. Fused rows' speedups are side by side: "
@@ -94,6 +95,10 @@ def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
     if failures:
         lines += ["", f"**{len(failures)} config(s) FAILED and have no row:**", ""]
         lines += [f"- {failure}" for failure in failures]
+    if _common.SKIPPED:
+        lines += ["", f"{len(_common.SKIPPED)} config(s) skipped, no row (a skipped baseline is left out of "
+                  "the fused rows' side-by-side):", ""]
+        lines += [f"- {reason}" for reason in _common.SKIPPED]
     return "\n".join(lines)
 
 
@@ -119,6 +124,6 @@ def write(rows: list[dict], failures: list[str], directory: Path) -> tuple[str, 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "summary.md").write_text(text + "\n")
     plain_rows = [{k: v for k, v in row.items() if k != "extra_info"} for row in rows]
-    summary = dict(info, rows=plain_rows, failures=failures)
+    summary = dict(info, rows=plain_rows, failures=failures, skipped=_common.SKIPPED)
     (directory / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return text, directory / "summary.md"

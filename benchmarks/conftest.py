@@ -20,10 +20,13 @@ def _restore_num_threads():
 
 
 def pytest_runtest_logreport(report):
+    test_id = report.nodeid.split("::")[-1]
     if report.failed:
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message.splitlines()[0] if crash and crash.message else report.outcome
-        _common.FAILURES.append(f"{report.nodeid.split('::')[-1]} ({report.when}): {message}")
+        _common.FAILURES.append(f"{test_id} ({report.when}): {message}")
+    elif report.skipped and isinstance(report.longrepr, tuple):  # (file, line, "Skipped: reason")
+        _common.SKIPPED.append(f"{test_id}: {report.longrepr[2].removeprefix('Skipped: ')}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -36,7 +39,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not (_common.ROWS or _common.FAILURES or _common.PIPELINE):
+    if not (_common.ROWS or _common.FAILURES or _common.SKIPPED or _common.PIPELINE):
         return
     text, path = _summary.write(_common.ROWS, _common.FAILURES, config.rootpath / ".benchmarks")
     terminalreporter.write_sep("=", "mixerkern benchmark summary")
