@@ -39,16 +39,21 @@ def compiled_isas():
         return []
     with cpu_isa("auto"):
         best = mixerkern.cpu_isa()
-    return sorted({"generic", best})
+    return sorted({"generic", best} | ({"avx512"} if best.startswith("avx512") else set()))
+
+
+def cpuinfo(field: str) -> str:
+    """A field of the first CPU in /proc/cpuinfo ("" where it is missing)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":")[0].strip() == field), "")
+    except OSError:
+        return ""
 
 
 def cpu_flags() -> set:
-    """The CPU's feature flags as Linux names them (empty where /proc/cpuinfo is missing)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
-    except OSError:
-        return set()
+    """The CPU's feature flags as Linux names them."""
+    return set(cpuinfo("flags").split())
 
 
 def bf16_isas():

@@ -16,6 +16,7 @@ from mixerkern.ops._dropout import dropout_mask, draw_seed
 class FusedOpSuite:
     op = None            # the FusedOp under test
     shapes = ()          # input-shape cases for `inputs`, odd ones included
+    odd_depth_shape = None  # odd depths in both GEMMs: the bf16-dot table's pads (bf16 budget test)
     small_shape = None   # for gradcheck/opcheck
 
     def inputs(self, shape, dtype=torch.float32):
@@ -88,7 +89,7 @@ class FusedOpSuite:
         if approximate != "none":
             self.needs_activation()
         with contextlib.nullcontext() if isa == "fallback" else cpu_isa(isa):
-            for shape in self.shapes[:2]:
+            for shape in (*self.shapes[:2], *filter(None, [self.odd_depth_shape])):
                 x, params = self.inputs(shape, torch.float64)
                 assert_error_budget(self.op, x, params, approximate)
 

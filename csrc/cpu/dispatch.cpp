@@ -1,5 +1,5 @@
 // Run-time choice of the CPU kernels' instruction set: AVX-512 with AVX512-BF16 dot products for
-// bf16 where the CPU has both, AVX-512 where it has that, the portable build otherwise.
+// bf16 where those pay off (below), AVX-512 where the CPU has it, the portable build otherwise.
 // MIXERKERN_CPU_ISA=auto|avx512bf16|avx512|generic|avx512bf16-emulated (read at load) or
 // mixerkern_cpu::set_isa overrides it; tests use that to exercise the portable path on AVX-512
 // machines, and the bf16-dot path (its dot product emulated) on CPUs without AVX512-BF16.
@@ -24,9 +24,18 @@ bool cpu_has_avx512_bf16() {
   return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
 }
 
+// vdpbf16ps pays off where it does twice the FLOPs of an fp32 FMA per cycle: AMD's Zen 4 and later
+// (where torch's bf16 matmul runs at 2.2x its fp32 one). Not on Intel's Xeons, whose bf16 speed is
+// AMX's: on a model 207 (Emerald Rapids; its hypervisor hides AVX512-BF16, which still executes),
+// gemm_bf16 ran at 0.54-0.64x the fp32 gemm (benchmarks/gemm_bf16_rate.cpp --force) and the bf16
+// model at 0.58x of fp32 (RESULTS.md, 2026-11-22).
+bool bf16_dot_pays_off() {
+  return cpu_has_avx512_bf16() && __builtin_cpu_is("amd");
+}
+
 const KernelTable* table_for(const std::string& isa) {
   if (isa == "auto")
-    return cpu_has_avx512_bf16() ? &avx512bf16_kernel_table()
+    return bf16_dot_pays_off()   ? &avx512bf16_kernel_table()
            : cpu_has_avx512()    ? &avx512_kernel_table()
                                  : &generic_kernel_table();
   if (isa == "generic") return &generic_kernel_table();

@@ -111,6 +111,9 @@ inline void test_gemm_bf16() {
     if (N % kPairStripCols)
       MK_EXPECT(bp[size_t(N / kPairStripCols) * K2 * kPairStripElems + 2 * (N % kPairStripCols)].bits == 0,
                 "gemm_bf16: B column pad not zero");
+    for (int c = 0; c < N && K % 2; ++c)  // the odd half of B's last pair row
+      MK_EXPECT(bp[(size_t(c / kPairStripCols) * K2 + K2 - 1) * kPairStripElems + 2 * (c % kPairStripCols) + 1].bits == 0,
+                "gemm_bf16: B pad row not zero");
   }
 }
 #endif
