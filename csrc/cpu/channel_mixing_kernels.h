@@ -204,7 +204,10 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
     const T* x = a.x + r0 * D;
     const T* gout = a.grad_out + r0 * D;
     const S* ux = mlp_input<V>(a, x, R, D, u, mean, rstd);
-    for (int r = 0; r < R; ++r) {
+    const S* dzr = dz;  // G itself where there is no mask to apply and no type to convert
+    if constexpr (std::is_same_v<T, S>)
+      if (!drop.enabled) dzr = gout;
+    for (int r = 0; r < R && dzr == dz; ++r) {
       for (int d = 0; d < D; d += kLanes) {
         const M m = V::mask(D - d);
         V v = load_as(gout + r * D + d, m);
@@ -218,8 +221,13 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
       gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
       gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
     }
-    channel_mlp_backward_block<V>(a, R, dz, act, dh, ux, g, StoreTo<V>{du, D});
-    mlp_input_grad<V>(a, x, du, gout, R, D, mean, rstd, g, a.out + r0 * D);
+    T* dx = a.out + r0 * D;
+    if (a.form == MixingForm::BareMlp) {  // dX = dU, stored straight from the last GEMM
+      channel_mlp_backward_block<V>(a, R, dzr, act, dh, ux, g, StoreTo<V, T>{dx, D});
+    } else {
+      channel_mlp_backward_block<V>(a, R, dzr, act, dh, ux, g, StoreTo<V>{du, D});
+      mlp_input_grad<V>(a, x, du, gout, R, D, mean, rstd, g, dx);
+    }
   }
 }
 

@@ -177,9 +177,9 @@ void gemm(int M, int N, int K, const S* A, int64_t a_rs, int64_t a_cs, const S* 
 #endif
 
 // Common epilogues. Each sees one vector C[i, j:j+16] (mask m marks the live lanes).
-template <class V, class S = typename V::scalar> struct StoreTo {  // C -> dst (row stride ld)
-  S* dst; int64_t ld;
-  void operator()(int i, int j, V v, typename V::Mask m) const { v.store(dst + i * ld + j, m); }
+template <class V, class D = typename V::scalar> struct StoreTo {  // C -> dst (row stride ld), as type D
+  D* dst; int64_t ld;
+  void operator()(int i, int j, V v, typename V::Mask m) const { store_as(dst + i * ld + j, v, m); }
 };
 template <class V, class S = typename V::scalar> struct AccumulateTo {  // dst += C
   S* dst; int64_t ld;
