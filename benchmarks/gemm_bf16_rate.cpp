@@ -49,10 +49,10 @@ int main(int argc, char** argv) {
     std::normal_distribution<float> normal;
     for (float& v : a) v = normal(gen);
     for (float& v : b) v = normal(gen);
-    std::vector<bf16> ap(size_t(M) * 2 * K2), bp(size_t(ceil_div(N, kPairStripCols)) * K2 * kPairStripElems);
+    std::vector<bf16> ap(size_t(M) * 2 * K2), bp(size_t(ceil_div(N, kStripCols)) * K2 * kPairStripElems);
     pack_bf16_rows(a.data(), K, M, K, ap.data());
-    for (int j0 = 0; j0 < N; j0 += kPairStripCols)
-      pack_bf16_pairs(b.data() + j0, N, K, imin(kPairStripCols, N - j0), bp.data() + size_t(j0 / kPairStripCols) * K2 * kPairStripElems);
+    for (int j0 = 0; j0 < N; j0 += kStripCols)
+      pack_bf16_pairs(b.data() + j0, N, K, imin(kStripCols, N - j0), bp.data() + size_t(j0 / kStripCols) * K2 * kPairStripElems);
     StoreTo<Vec512> out{c.data(), N};
     const int reps = 200000000 / (M * N * K) + 1;
     const double bf = best_cycles(reps, [&] { gemm_bf16(M, N, K2, ap.data(), 2 * K2, bp.data(), out); });

@@ -37,19 +37,7 @@ inline __m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
 #endif
 }
 
-// fp32 -> bf16 bits (round to nearest even, NaN kept quiet) in the high half of each 32-bit lane,
-// the low half zero: the same rounding as store_as(bf16*) and torch's.
-inline __m512i bf16_high(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-  const __m512i quiet_nan = _mm512_or_si512(u, _mm512_set1_epi32(0x400000));
-  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-  return _mm512_and_si512(_mm512_mask_mov_epi32(rounded, nan, quiet_nan), _mm512_set1_epi32(int(0xffff0000u)));
-}
-
-constexpr int kPairStripCols = 64;
-constexpr int kPairStripElems = 2 * kPairStripCols;  // bf16 per pair row of a strip
+constexpr int kPairStripElems = 2 * kStripCols;  // bf16 per pair row of a 64-column strip
 
 // One strip of B from fp32 rows: K rows of w <= 64 columns (row stride ld) -> depth_pairs(K) pair
 // rows of dst (kPairStripElems bf16 each), zero past w and in the pad row of an odd K.
@@ -57,10 +45,11 @@ inline void pack_bf16_pairs(const float* src, int64_t ld, int K, int w, bf16* ds
   for (int p = 0; p < depth_pairs(K); ++p) {
     const float* r0 = src + 2 * p * ld;
     const bool has_odd = 2 * p + 1 < K;
-    for (int j = 0; j < kPairStripCols; j += kLanes) {
+    for (int j = 0; j < kStripCols; j += kLanes) {
       const __mmask16 m = Vec512::mask(w > j ? w - j : 0);
-      const __m512i lo = _mm512_srli_epi32(bf16_high(_mm512_maskz_loadu_ps(m, r0 + j)), 16);
-      const __m512i hi = has_odd ? bf16_high(_mm512_maskz_loadu_ps(m, r0 + ld + j)) : _mm512_setzero_si512();
+      const __m512i lo = bf16_bits(_mm512_maskz_loadu_ps(m, r0 + j));
+      const __m512i hi = has_odd ? _mm512_slli_epi32(bf16_bits(_mm512_maskz_loadu_ps(m, r0 + ld + j)), 16)
+                                 : _mm512_setzero_si512();
       _mm512_storeu_si512(dst + p * kPairStripElems + 2 * j, _mm512_or_si512(lo, hi));
     }
   }
@@ -72,8 +61,7 @@ inline void pack_bf16_rows(const float* src, int64_t ld, int rows, int K, bf16* 
   for (int r = 0; r < rows; ++r)
     for (int k = 0; k < ldd; k += kLanes) {
       const __mmask16 m = Vec512::mask(K > k ? K - k : 0), md = Vec512::mask(int(ldd) - k);
-      const __m512i bits = _mm512_srli_epi32(bf16_high(_mm512_maskz_loadu_ps(m, src + r * ld + k)), 16);
-      _mm256_mask_storeu_epi16(dst + r * ldd + k, md, _mm512_cvtepi32_epi16(bits));
+      store_as(dst + r * ldd + k, Vec512{_mm512_maskz_loadu_ps(m, src + r * ld + k)}, md);
     }
 }
 
@@ -85,14 +73,15 @@ inline void dot_tile(int K2, const bf16* A, int64_t lda, const bf16* B, __mmask1
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
-  const int32_t* a32 = reinterpret_cast<const int32_t*>(A);  // lda is even: rows stay 4-byte aligned
   for (int p = 0; p < K2; ++p, B += kPairStripElems) {
     __m512i b[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_si512(B + j * 2 * kLanes);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const __m512i a = _mm512_set1_epi32(a32[i * lda / 2 + p]);
+      int32_t pair;  // (A(i, 2p), A(i, 2p + 1)) as one word; memcpy, since bf16 may not be read as int32_t
+      std::memcpy(&pair, A + i * lda + 2 * p, sizeof pair);
+      const __m512i a = _mm512_set1_epi32(pair);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = dot_pairs(acc[i][j], a, b[j]);
     }
@@ -117,8 +106,8 @@ inline void dot_strip(int M, int K2, const bf16* A, int64_t lda, const bf16* B, 
 // 16-column vector at a time as fp32, like gemm().
 template <class Epi>
 void gemm_bf16(int M, int N, int K2, const bf16* A, int64_t lda, const bf16* B, Epi&& epi) {
-  for (int j0 = 0; j0 < N; j0 += kPairStripCols, B += int64_t(K2) * kPairStripElems) {
-    const int w = imin(kPairStripCols, N - j0), nv = ceil_div(w, kLanes);
+  for (int j0 = 0; j0 < N; j0 += kStripCols, B += int64_t(K2) * kPairStripElems) {
+    const int w = imin(kStripCols, N - j0), nv = ceil_div(w, kLanes);
     const __mmask16 tail = Vec512::mask(w - (nv - 1) * kLanes);
     switch (nv) {
       case 4: dot_strip<4>(M, K2, A, lda, B, tail, j0, epi); break;

@@ -66,21 +66,27 @@ template <class T> struct Prepared {
     args.form = p.form;
     b1 = prep(p.b1); b2 = prep(p.b2);
     w1 = prep(p.w1); w2 = prep(p.w2);
-    w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
-    if (forward && kind == MixingKind::Channel && w2t.size(1) % kStripCols == 0) {  // [strip][H][64]
+    bool dot = false;  // the bf16-dot forwards read only their bf16 layouts, not W1^T, W2^T
+    if constexpr (std::is_same_v<T, bf16>)
+      if (forward && p.form != MixingForm::PostNorm && active_kernels().bf16_dot) {
+        prepare_bf16_dot(kind, p);
+        dot = true;
+      }
+    if (!dot) {
+      w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
+      args.w1t = w1t.data_ptr<S>(); args.w2t = w2t.data_ptr<S>();
+    }
+    if (!dot && forward && kind == MixingKind::Channel && w2t.size(1) % kStripCols == 0) {  // [strip][H][64]
       const int64_t H = w2t.size(0), D = w2t.size(1), strips = column_strips(int(D));
       w2t_strips = w2t.view({H, strips, kStripCols}).permute({1, 0, 2}).contiguous();
       args.w2t_strips = w2t_strips.data_ptr<S>();
     }
-    if constexpr (std::is_same_v<T, bf16>)
-      if (forward && p.form != MixingForm::PostNorm && active_kernels().bf16_dot) prepare_bf16_dot(kind, p);
     args.batch = x.size(0);
     args.patches = int(x.size(1));
     args.dim = int(x.size(2));
     args.hidden = int(w1.size(0));
     args.b1 = b1.data_ptr<S>(); args.b2 = b2.data_ptr<S>();
     args.w1 = w1.data_ptr<S>(); args.w2 = w2.data_ptr<S>();
-    args.w1t = w1t.data_ptr<S>(); args.w2t = w2t.data_ptr<S>();
     args.eps = S(eps);
     args.tanh_gelu = approximate == "tanh";
     set_dropout(args, dropout_p, seed);
@@ -89,7 +95,7 @@ template <class T> struct Prepared {
   // The bf16-dot forwards' weights (MixingArgs::fc1_dot, gemm_bf16.h's layouts): token mixing's
   // W1, W2 as rows with the depth padded to even, channel mixing's W1^T, W2^T as pair strips.
   void prepare_bf16_dot(MixingKind kind, const Params& p) {
-    const at::Tensor w1b = p.w1.to(at::kBFloat16), w2b = p.w2.to(at::kBFloat16);
+    const at::Tensor &w1b = p.w1, &w2b = p.w2;  // bf16, as x (check_inputs)
     auto rows = [](const at::Tensor& w) {  // (M, K) -> (M, 2 depth_pairs(K))
       return at::constant_pad_nd(w, {0, 2 * depth_pairs(int(w.size(1))) - w.size(1)}).contiguous();
     };

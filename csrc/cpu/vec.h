@@ -133,15 +133,16 @@ inline Vec512 load_as(const bf16* p, __mmask16 m) {
   return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
 }
 inline void store_as(float* p, Vec512 v, __mmask16 m) { v.store(p, m); }
-inline void store_as(bf16* p, Vec512 v, __mmask16 m) {
-  __m512i u = _mm512_castps_si512(v.v);
-  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  __m512i quiet_nan = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-  __mmask16 is_nan = _mm512_cmp_ps_mask(v.v, v.v, _CMP_UNORD_Q);
-  __m512i r = _mm512_mask_mov_epi32(rounded, is_nan, quiet_nan);
-  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
+// fp32 -> bf16 bits in the low half of each 32-bit lane: round to nearest even, as torch rounds,
+// NaN kept NaN by setting its quiet bit (truncation alone could leave an all-zero mantissa: inf).
+inline __m512i bf16_bits(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __m512i quiet_nan = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  return _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), quiet_nan);
 }
+inline void store_as(bf16* p, Vec512 v, __mmask16 m) { _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(bf16_bits(v.v))); }
 
 // The transcendental kernels below work on N independent vectors statement by statement. Their
 // dependency chains are ~30 operations long, so one vector at a time leaves the core waiting on

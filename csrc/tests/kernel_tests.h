@@ -85,10 +85,10 @@ inline void test_gemm_bf16() {
     auto a = randn(size_t(M) * K, 3), b = randn(size_t(K) * N, 4);
     const float nan = std::nanf("");
     a[0] = M * K > 1 ? a[0] : nan;  // the 1x1x1 case: NaN must come through
-    std::vector<bf16> ap(size_t(M) * 2 * K2), bp(size_t(ceil_div(N, kPairStripCols)) * K2 * kPairStripElems);
+    std::vector<bf16> ap(size_t(M) * 2 * K2), bp(size_t(ceil_div(N, kStripCols)) * K2 * kPairStripElems);
     pack_bf16_rows(a.data(), K, M, K, ap.data());
-    for (int j0 = 0; j0 < N; j0 += kPairStripCols)
-      pack_bf16_pairs(b.data() + j0, N, K, imin(kPairStripCols, N - j0), bp.data() + size_t(j0 / kPairStripCols) * K2 * kPairStripElems);
+    for (int j0 = 0; j0 < N; j0 += kStripCols)
+      pack_bf16_pairs(b.data() + j0, N, K, imin(kStripCols, N - j0), bp.data() + size_t(j0 / kStripCols) * K2 * kPairStripElems);
     auto round = [](float f) { return bf16_to_float(float_to_bf16(f)); };
     std::vector<float> c(size_t(M) * N, -1.f);
     gemm_bf16(M, N, K2, ap.data(), 2 * K2, bp.data(), StoreTo<V>{c.data(), N});
@@ -108,11 +108,11 @@ inline void test_gemm_bf16() {
     MK_EXPECT(worst < 1e-6, "gemm_bf16 M=%d N=%d K=%d: max rel err %g", M, N, K, worst);
     // The pad column of A and the pad row / columns of B are zero.
     for (int i = 0; i < M && K % 2; ++i) MK_EXPECT(ap[size_t(i) * 2 * K2 + K].bits == 0, "gemm_bf16: A pad not zero");
-    if (N % kPairStripCols)
-      MK_EXPECT(bp[size_t(N / kPairStripCols) * K2 * kPairStripElems + 2 * (N % kPairStripCols)].bits == 0,
+    if (N % kStripCols)
+      MK_EXPECT(bp[size_t(N / kStripCols) * K2 * kPairStripElems + 2 * (N % kStripCols)].bits == 0,
                 "gemm_bf16: B column pad not zero");
     for (int c = 0; c < N && K % 2; ++c)  // the odd half of B's last pair row
-      MK_EXPECT(bp[(size_t(c / kPairStripCols) * K2 + K2 - 1) * kPairStripElems + 2 * (c % kPairStripCols) + 1].bits == 0,
+      MK_EXPECT(bp[(size_t(c / kStripCols) * K2 + K2 - 1) * kPairStripElems + 2 * (c % kStripCols) + 1].bits == 0,
                 "gemm_bf16: B pad row not zero");
   }
 }
