@@ -1,4 +1,4 @@
-"""The contract every op's Triton kernels meet; tests/triton/test_<op>.py subclasses it.
+"""The contract every op's Triton kernels meet; tests/triton/test_triton_<op>.py subclasses it.
 
 On a GPU the op is called through torch's dispatcher (so the CUDA registration and autograd are
 tested too); without one, the kernels' forward and backward launchers run directly on CPU tensors
