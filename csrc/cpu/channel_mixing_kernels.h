@@ -123,29 +123,53 @@ void channel_postnorm_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk
   }
 }
 
-// The forward's steps per block of rows (Block and BareMlp forms); fc1(U, R, epilogue) and
-// fc2(A, R, epilogue) run its two GEMMs on a block of R rows.
+// The forward's steps per block of rows (Block and BareMlp forms): fc1(X, R, epilogue) runs the
+// first GEMM on R rows of X (after their LayerNorm) into H, fc2(R, epilogue) the second on GELU(H).
 template <class T, class Fc1, class Fc2>
-void channel_forward_rows(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch, Fc1&& fc1,
-                          Fc2&& fc2) {
+void channel_forward_rows(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* act, Fc1&& fc1, Fc2&& fc2) {
   using S = compute_t<T>;
   using V = Vec<S>;
   const int D = a.dim, H = a.hidden;
   const int64_t rows = a.batch * a.patches;
   const Dropout drop = make_dropout(a);
-  S* u = scratch;                       // R x D
-  S* act = u + kChannelRowBlock * D;    // R x H
   for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));
     const T* x = a.x + r0 * D;
     T* out = a.out + r0 * D;
-    fc1(mlp_input<V>(a, x, R, D, u), R, StoreBiased<V, false>{act, H, a.b1});  // A = GELU(U W1^T + b1)
+    fc1(x, R, StoreBiased<V, false>{act, H, a.b1});  // H = U W1^T + b1
     if (a.saved) std::memcpy(a.saved + r0 * H, act, sizeof(S) * size_t(R) * H);
-    gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
-    fc2(act, R, ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D, a.form == MixingForm::Block});
+    run_closing(ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D, a.form == MixingForm::Block},
+                [&](const auto& epi) { fc2(R, epi); });
   }
 }
+
+#if defined(MK_BF16_DOT)
+// mlp_input's rows, rounded to bf16, as gemm_bf16.h's A rows (2 depth_pairs(n) apart, the pad
+// zero): one pass from X to the GEMM operand, no fp32 U written.
+template <class T>
+inline void mlp_input_bf16_rows(const MixingArgs<T>& a, const T* x, int rows, int n, bf16* dst) {
+  using V = Vec512;
+  const bool ln = a.form == MixingForm::Block;
+  const int ldd = 2 * depth_pairs(n);
+  alignas(64) float mu[kStatRows], rs[kStatRows];
+  for (int r = 0; r < rows; ++r) {
+    const T* xr = x + int64_t(r) * n;
+    bf16* y = dst + int64_t(r) * ldd;
+    if (ln && r % kStatRows == 0) rows_stats<V>(xr, imin(kStatRows, rows - r), n, a.eps, mu, rs);
+    const V vmu = V::set1(ln ? mu[r % kStatRows] : 0.f), vrs = V::set1(ln ? rs[r % kStatRows] : 1.f);
+    auto value = [&](int c, __mmask16 m) {  // 16 values of row r from column c, zero past n
+      const V v = (load_as(xr + c, m) - vmu) * vrs;
+      return (ln ? fmadd(v, V::load(a.ln_w + c, m), V::load(a.ln_b + c, m)) : v).keep(m).v;
+    };
+    int k = 0;
+    for (const __mmask16 all = V::mask(kLanes); k + 2 * kLanes <= n; k += 2 * kLanes)
+      _mm512_storeu_si512(y + k, bf16_concat(value(k, all), value(k + kLanes, all)));
+    for (; k < ldd; k += 2 * kLanes)
+      _mm512_mask_storeu_epi16(y + k, mask32(ldd - k), bf16_concat(value(k, mask16(n - k)), value(k + kLanes, mask16(n - k - kLanes))));
+  }
+}
+#endif
 
 template <class T>
 void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, compute_t<T>* scratch) {
@@ -153,31 +177,36 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
   using S = compute_t<T>;
   using V = Vec<S>;
   const int D = a.dim, H = a.hidden;
+  S* u = scratch;                       // R x D
+  S* act = u + kChannelRowBlock * D;    // R x H
 #if defined(MK_BF16_DOT)
-  // bf16 dot products: U and GELU(H) are rounded to bf16 rows before their GEMMs (as the reference
+  // bf16 dot products: U and GELU(H) are rounded to bf16 rows as they are made (as the reference
   // under autocast rounds them), W1^T and W2^T are bf16 pair strips. A training forward saves
   // H = U W1^T + b1 of these products.
   if constexpr (std::is_same_v<T, bf16>)
     if (a.fc1_dot) {
-      constexpr int RB = kChannelRowBlock;
-      const int Dp = 2 * depth_pairs(D), Hp = 2 * depth_pairs(H);
-      bf16* u_rows = reinterpret_cast<bf16*>(scratch + RB * (D + H));  // R x Dp
-      bf16* act_rows = u_rows + RB * Dp;                                // R x Hp
+      const int D2 = depth_pairs(D), H2 = depth_pairs(H);
+      bf16* u_rows = reinterpret_cast<bf16*>(u);  // R x 2 D2: fits in u's R x D floats
+      bf16* act_rows = reinterpret_cast<bf16*>(act + kChannelRowBlock * H);  // R x 2 H2
       return channel_forward_rows(
-          a, blk0, blk1, scratch,
-          [&](const float* u, int R, const auto& epi) {
-            pack_bf16_rows(u, D, R, D, u_rows);
-            gemm_bf16(R, H, depth_pairs(D), u_rows, Dp, a.fc1_dot, epi);
+          a, blk0, blk1, act,
+          [&](const T* x, int R, const auto& epi) {
+            mlp_input_bf16_rows(a, x, R, D, u_rows);
+            gemm_bf16(R, H, D2, u_rows, 2 * D2, a.fc1_dot, epi);
           },
-          [&](const float* act, int R, const auto& epi) {
-            pack_bf16_rows(act, H, R, H, act_rows);
-            gemm_bf16(R, D, depth_pairs(H), act_rows, Hp, a.fc2_dot, epi);
+          [&](int R, const auto& epi) {
+            gelu_bf16_rows(act, H, R, H, a.tanh_gelu, act_rows);
+            gemm_bf16(R, D, H2, act_rows, 2 * H2, a.fc2_dot, epi);
           });
     }
 #endif
   channel_forward_rows(
-      a, blk0, blk1, scratch, [&](const S* u, int R, const auto& epi) { gemm<V>(R, H, D, u, D, 1, a.w1t, H, epi); },
-      [&](const S* act, int R, const auto& epi) { fc2_forward_gemm<V>(a, R, act, epi); });
+      a, blk0, blk1, act,
+      [&](const T* x, int R, const auto& epi) { gemm<V>(R, H, D, mlp_input<V>(a, x, R, D, u), D, 1, a.w1t, H, epi); },
+      [&](int R, const auto& epi) {
+        gelu_inplace(act, (S*)nullptr, int64_t(R) * H, a.tanh_gelu);
+        fc2_forward_gemm<V>(a, R, act, epi);
+      });
 }
 
 template <class T>

@@ -39,6 +39,32 @@ inline __m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
 
 constexpr int kPairStripElems = 2 * kStripCols;  // bf16 per pair row of a 64-column strip
 
+inline __mmask32 mask32(int n) { return n >= 32 ? ~__mmask32(0) : n <= 0 ? 0 : (__mmask32(1) << n) - 1; }
+inline __mmask16 mask16(int n) { return Vec512::mask(n > 0 ? n : 0); }
+
+// fp32 -> bf16, rounding to nearest even: 32 values from two vectors, lo's 16 then hi's. The real
+// build converts both in one vcvtne2ps2bf16, which also flushes denormal inputs to zero: the same
+// GEMM results, since vdpbf16ps flushes denormal operands anyway.
+inline __m512i bf16_concat(__m512 lo, __m512 hi) {
+#if defined(MK_BF16_DOT_EMULATED)
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(bf16_bits(lo))),
+                            _mm512_cvtepi32_epi16(bf16_bits(hi)), 1);
+#else
+  return _mm512_castps_si512((__m512)_mm512_cvtne2ps_pbh(hi, lo));
+#endif
+}
+
+// One pair row: lane j holds (lo[j], hi[j]) as bf16, lo's in the low half.
+inline __m512i bf16_pairs(__m512 lo, __m512 hi) {
+#if defined(MK_BF16_DOT_EMULATED)
+  return _mm512_or_si512(bf16_bits(lo), _mm512_slli_epi32(bf16_bits(hi), 16));
+#else
+  alignas(64) static constexpr int16_t kInterleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                          8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  return _mm512_permutexvar_epi16(_mm512_load_si512(kInterleave), bf16_concat(lo, hi));
+#endif
+}
+
 // One strip of B from fp32 rows: K rows of w <= 64 columns (row stride ld) -> depth_pairs(K) pair
 // rows of dst (kPairStripElems bf16 each), zero past w and in the pad row of an odd K.
 inline void pack_bf16_pairs(const float* src, int64_t ld, int K, int w, bf16* dst) {
@@ -46,22 +72,52 @@ inline void pack_bf16_pairs(const float* src, int64_t ld, int K, int w, bf16* ds
     const float* r0 = src + 2 * p * ld;
     const bool has_odd = 2 * p + 1 < K;
     for (int j = 0; j < kStripCols; j += kLanes) {
-      const __mmask16 m = Vec512::mask(w > j ? w - j : 0);
-      const __m512i lo = bf16_bits(_mm512_maskz_loadu_ps(m, r0 + j));
-      const __m512i hi = has_odd ? _mm512_slli_epi32(bf16_bits(_mm512_maskz_loadu_ps(m, r0 + ld + j)), 16)
-                                 : _mm512_setzero_si512();
-      _mm512_storeu_si512(dst + p * kPairStripElems + 2 * j, _mm512_or_si512(lo, hi));
+      const __mmask16 m = mask16(w - j);
+      const __m512 hi = has_odd ? _mm512_maskz_loadu_ps(m, r0 + ld + j) : _mm512_setzero_ps();
+      _mm512_storeu_si512(dst + p * kPairStripElems + 2 * j, bf16_pairs(_mm512_maskz_loadu_ps(m, r0 + j), hi));
     }
   }
 }
 
 // A from fp32 rows: rows x K (row stride ld) -> bf16 rows of stride 2 * depth_pairs(K), the pad zero.
 inline void pack_bf16_rows(const float* src, int64_t ld, int rows, int K, bf16* dst) {
-  const int64_t ldd = 2 * depth_pairs(K);
+  const int ldd = 2 * depth_pairs(K);
   for (int r = 0; r < rows; ++r)
-    for (int k = 0; k < ldd; k += kLanes) {
-      const __mmask16 m = Vec512::mask(K > k ? K - k : 0), md = Vec512::mask(int(ldd) - k);
-      store_as(dst + r * ldd + k, Vec512{_mm512_maskz_loadu_ps(m, src + r * ld + k)}, md);
+    for (int k = 0; k < ldd; k += 2 * kLanes) {
+      const float* s = src + r * ld + k;
+      const __m512i v = bf16_concat(_mm512_maskz_loadu_ps(mask16(K - k), s), _mm512_maskz_loadu_ps(mask16(K - k - kLanes), s + kLanes));
+      _mm512_mask_storeu_epi16(dst + int64_t(r) * ldd + k, mask32(ldd - k), v);
+    }
+}
+
+// GELU(H) straight into a bf16 operand, without writing A = GELU(H) in fp32 first: rows x w values
+// of h (row stride ld) as one pair strip (pack_bf16_pairs' layout, w <= 64), or as bf16 rows
+// (pack_bf16_rows'). GELU(0) = 0 keeps the zero padding zero. The exact GELU takes the degree-3
+// table (vec.h): its error is a tenth of the bf16 rounding that follows.
+inline void gelu_bf16_pairs(const float* h, int64_t ld, int rows, int w, bool tanh_approx, bf16* dst) {
+  for (int p = 0; p < depth_pairs(rows); ++p) {
+    const float* r0 = h + 2 * p * ld;
+    const bool has_odd = 2 * p + 1 < rows;
+    __m512 v[2 * kTileVecs];  // row 2p's four vectors, then row 2p + 1's
+    for (int q = 0; q < kTileVecs; ++q) {
+      const __mmask16 m = mask16(w - q * kLanes);
+      v[q] = _mm512_maskz_loadu_ps(m, r0 + q * kLanes);
+      v[kTileVecs + q] = has_odd ? _mm512_maskz_loadu_ps(m, r0 + ld + q * kLanes) : _mm512_setzero_ps();
+    }
+    gelu512<2 * kTileVecs, kPhiDegreeBf16>(v, nullptr, tanh_approx);
+    for (int q = 0; q < kTileVecs; ++q)
+      _mm512_storeu_si512(dst + p * kPairStripElems + 2 * q * kLanes, bf16_pairs(v[q], v[kTileVecs + q]));
+  }
+}
+inline void gelu_bf16_rows(const float* h, int64_t ld, int rows, int n, bool tanh_approx, bf16* dst) {
+  const int ldd = 2 * depth_pairs(n);
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < ldd; k += kTileVecs * kLanes) {
+      __m512 v[kTileVecs];
+      for (int q = 0; q < kTileVecs; ++q) v[q] = _mm512_maskz_loadu_ps(mask16(n - k - q * kLanes), h + r * ld + k + q * kLanes);
+      gelu512<kTileVecs, kPhiDegreeBf16>(v, nullptr, tanh_approx);
+      for (int q = 0; q < kTileVecs; q += 2)
+        _mm512_mask_storeu_epi16(dst + int64_t(r) * ldd + k + q * kLanes, mask32(ldd - k - q * kLanes), bf16_concat(v[q], v[q + 1]));
     }
 }
 

@@ -27,6 +27,7 @@ inline const KernelTable& kernel_table() {
     t.isa = MK_ISA_NAME;
     t.b16.token.forward = &token_mixing_forward<bf16>;
     t.b16.channel.forward = &channel_mixing_forward<bf16>;
+    t.b16.patch.forward = &patch_embed_forward<bf16>;
     t.b16.blocks.forward = &mixer_blocks_forward<bf16>;
     t.bf16_dot = true;
     return t;

@@ -65,14 +65,15 @@ template <class T> struct Prepared {
     }
     args.form = p.form;
     b1 = prep(p.b1); b2 = prep(p.b2);
-    w1 = prep(p.w1); w2 = prep(p.w2);
-    bool dot = false;  // the bf16-dot forwards read only their bf16 layouts, not W1^T, W2^T
+    bool dot = false;  // the bf16-dot forwards read only their bf16 layouts: no fp32 weights at all
     if constexpr (std::is_same_v<T, bf16>)
       if (forward && p.form != MixingForm::PostNorm && active_kernels().bf16_dot) {
         prepare_bf16_dot(kind, p);
         dot = true;
       }
     if (!dot) {
+      w1 = prep(p.w1); w2 = prep(p.w2);
+      args.w1 = w1.data_ptr<S>(); args.w2 = w2.data_ptr<S>();
       w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
       args.w1t = w1t.data_ptr<S>(); args.w2t = w2t.data_ptr<S>();
     }
@@ -84,9 +85,8 @@ template <class T> struct Prepared {
     args.batch = x.size(0);
     args.patches = int(x.size(1));
     args.dim = int(x.size(2));
-    args.hidden = int(w1.size(0));
+    args.hidden = int(p.w1.size(0));
     args.b1 = b1.data_ptr<S>(); args.b2 = b2.data_ptr<S>();
-    args.w1 = w1.data_ptr<S>(); args.w2 = w2.data_ptr<S>();
     args.eps = S(eps);
     args.tanh_gelu = approximate == "tanh";
     set_dropout(args, dropout_p, seed);
@@ -99,13 +99,8 @@ template <class T> struct Prepared {
     auto rows = [](const at::Tensor& w) {  // (M, K) -> (M, 2 depth_pairs(K))
       return at::constant_pad_nd(w, {0, 2 * depth_pairs(int(w.size(1))) - w.size(1)}).contiguous();
     };
-    auto pair_strips = [](const at::Tensor& b) {  // (K, N) -> [strip][pair][64 columns][2]
-      const int64_t K = b.size(0), N = b.size(1), K2 = depth_pairs(int(K)), strips = column_strips(int(N));
-      return at::constant_pad_nd(b, {0, strips * kStripCols - N, 0, 2 * K2 - K})
-          .view({K2, 2, strips, kStripCols}).permute({2, 0, 3, 1}).contiguous();
-    };
-    fc1_dot = kind == MixingKind::Token ? rows(w1b) : pair_strips(w1b.t());
-    fc2_dot = kind == MixingKind::Token ? rows(w2b) : pair_strips(w2b.t());
+    fc1_dot = kind == MixingKind::Token ? rows(w1b) : bf16_pair_strips(w1b.t());
+    fc2_dot = kind == MixingKind::Token ? rows(w2b) : bf16_pair_strips(w2b.t());
     args.fc1_dot = data<bf16>(fc1_dot);
     args.fc2_dot = data<bf16>(fc2_dot);
   }

@@ -125,6 +125,9 @@ template <class T> struct PatchArgs : Activations<T> {
   using S = compute_t<T>;
   int channels = 0, height = 0, width = 0, patch = 0, dim = 0;
   const S *w = nullptr, *wt = nullptr;  // W (dim x K); forward: W^T packed in strips (strip_packed_elems(K, dim))
+  // The bf16-dot forward's weight instead of wt (bf16 storage with KernelTable::bf16_dot; set by
+  // the glue, null otherwise): W^T (K x dim) as gemm_bf16.h's pair strips.
+  const bf16* wt_dot = nullptr;
   const S* bias = nullptr;  // backward: out (dx) may be null, when x needs no gradient
   int grid_w() const { return width / patch; }
   int patches() const { return (height / patch) * grid_w(); }
@@ -178,7 +181,7 @@ struct KernelTable {
   OpKernels<float> f32;
   OpKernels<bf16> b16;
   OpKernels<double> f64;  // generic table only
-  bool bf16_dot = false;  // b16's mixing forwards take MixingArgs::fc1_dot / fc2_dot
+  bool bf16_dot = false;  // b16's mixing and patch forwards take MixingArgs::fc1_dot / fc2_dot, PatchArgs::wt_dot
 };
 
 const KernelTable& avx512_kernel_table();
@@ -200,17 +203,18 @@ inline int column_strips(int N) { return (N + kStripCols - 1) / kStripCols; }
 inline size_t strip_packed_elems(int K, int N) { return size_t(column_strips(N)) * K * kStripCols; }
 // The bf16-dot GEMMs (gemm_bf16.h) take their depth K in pairs, padded to even.
 inline int depth_pairs(int K) { return (K + 1) / 2; }
-// Forward: U in strips, one strip of A; with bf16 dot products also that strip of U and A as bf16
-// pairs (depth_pairs(P), depth_pairs(H) pair rows of 64 columns = 64 floats' bytes each).
+// Forward: U in strips, one strip of H; with bf16 dot products U's strips as bf16 pairs in U's
+// place, and GELU(H)'s strip as bf16 pairs (depth_pairs(H) pair rows of 64 columns = 64 floats' bytes each).
 inline size_t token_scratch(int P, int D, int H, bool backward) {
   if (backward) return 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P);
-  return strip_packed_elems(P, D) + size_t(H) * kStripCols + size_t(depth_pairs(P) + depth_pairs(H)) * kStripCols;
+  return strip_packed_elems(P, D) + size_t(H) * kStripCols + size_t(depth_pairs(H)) * kStripCols;
 }
-// Forward: U and A (rows x D, rows x H); with bf16 dot products also both as bf16 rows.
+// Forward: U and H (rows x D, rows x H); with bf16 dot products U as bf16 rows in U's place, and
+// GELU(H) as bf16 rows.
 inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form) {
   const size_t R = kChannelRowBlock;
   if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
-  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H + R * size_t(depth_pairs(D) + depth_pairs(H));
+  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H + R * size_t(depth_pairs(H));
 }
 // What MixingArgs::saved holds (channel mixing only; the token kernels ignore it): per row,
 // H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the sum Z that its LayerNorm

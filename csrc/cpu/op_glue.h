@@ -1,5 +1,5 @@
-// Torch glue shared by every CPU op: messages, dtype dispatch, dropout settings, and the parallel
-// loop over work units with per-thread scratch.
+// Torch glue shared by every CPU op: messages, dtype dispatch, dropout settings, the bf16-dot
+// weight layout, and the parallel loop over work units with per-thread scratch.
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "dispatch.h"
 #include "types.h"
 
 namespace mixerkern { namespace cpu {
@@ -43,6 +44,14 @@ inline void check_settings(const char* op, c10::string_view approximate, double 
 template <class T> T* data(const at::Tensor& t) {
   if constexpr (std::is_same_v<T, bf16>) return reinterpret_cast<T*>(t.data_ptr<at::BFloat16>());
   else return t.data_ptr<T>();
+}
+
+// B (K, N) of a bf16-dot GEMM as gemm_bf16.h's pair strips: [strip][pair][64 columns][2], zero-padded
+// past N and in the pad row of an odd K.
+inline at::Tensor bf16_pair_strips(const at::Tensor& b) {
+  const int64_t K = b.size(0), N = b.size(1), K2 = depth_pairs(int(K)), strips = column_strips(int(N));
+  return at::constant_pad_nd(b, {0, strips * kStripCols - N, 0, 2 * K2 - K})
+      .view({K2, 2, strips, kStripCols}).permute({2, 0, 3, 1}).contiguous();
 }
 
 // Calls f(T{}) with T the storage type of x's dtype.

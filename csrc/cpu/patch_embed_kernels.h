@@ -15,13 +15,15 @@ namespace mixerkern { namespace cpu { namespace MK_ISA {
 
 // f(offset in Xp, offset in the image) for each of an image's runs of p contiguous pixels (one
 // patch row of one channel); non-overlapping patches tile the image, so the runs cover it once.
-template <class T, class F> inline void for_each_patch_run(const PatchArgs<T>& a, F&& f) {
-  const int p = a.patch, gw = a.grid_w(), gh = a.height / p, K = a.depth();
+// Xp's rows are ld >= K apart.
+template <class T, class F> inline void for_each_patch_run(const PatchArgs<T>& a, F&& f, int64_t ld = 0) {
+  const int p = a.patch, gw = a.grid_w(), gh = a.height / p;
+  if (!ld) ld = a.depth();
   for (int gy = 0; gy < gh; ++gy)
     for (int gx = 0; gx < gw; ++gx)
       for (int c = 0; c < a.channels; ++c)
         for (int i = 0; i < p; ++i)
-          f(int64_t(gy * gw + gx) * K + (c * p + i) * p, (int64_t(c) * a.height + gy * p + i) * a.width + gx * p);
+          f(int64_t(gy * gw + gx) * ld + (c * p + i) * p, (int64_t(c) * a.height + gy * p + i) * a.width + gx * p);
 }
 
 template <class V, class T, class S = typename V::scalar>
@@ -49,13 +51,32 @@ void patch_embed_forward(const PatchArgs<T>& a, int64_t b0, int64_t b1, compute_
   using S = compute_t<T>;
   using V = Vec<S>;
   const int P = a.patches(), K = a.depth(), D = a.dim;
-  S* xp = scratch;  // P x K
   for (int64_t b = b0; b < b1; ++b) {
-    gather_patches<V>(a, a.x + b * a.image_elems(), xp);
     T* out = a.out + b * P * D;
-    gemm<V>(P, D, K, xp, K, 1, a.wt, kStripCols, [&](int i, int j, V v, typename V::Mask m) {
-      store_as(out + i * D + j, v + V::load(a.bias + j, m), m);
-    }, int64_t(K) * kStripCols);
+    const auto biased = [&](int i, int j, V v, typename V::Mask m) { store_as(out + i * D + j, v + V::load(a.bias + j, m), m); };
+#if defined(MK_BF16_DOT)
+    // bf16 dot products: the image's bf16 pixels are the GEMM's A operand as they are (rows of
+    // Kp = K rounded up to even, the pad column zero), so the gather only copies them.
+    if constexpr (std::is_same_v<T, bf16>)
+      if (a.wt_dot) {
+        const int Kp = 2 * depth_pairs(K);
+        bf16* xp = reinterpret_cast<bf16*>(scratch);  // P x Kp: fits patch_scratch's P x K floats
+        if (b == b0)
+          for (int q = 0; q < P && Kp > K; ++q) xp[int64_t(q) * Kp + K] = bf16{0};
+        const bf16* image = a.x + b * a.image_elems();
+        for_each_patch_run(a, [&](int64_t to, int64_t from) {  // a masked vector per 16 pixels, not a memcpy call
+          for (int j = 0; j < a.patch; j += kLanes) {
+            const __mmask16 m = Vec512::mask(a.patch - j);
+            _mm256_mask_storeu_epi16(xp + to + j, m, _mm256_maskz_loadu_epi16(m, image + from + j));
+          }
+        }, Kp);
+        gemm_bf16(P, D, depth_pairs(K), xp, Kp, a.wt_dot, biased);
+        continue;
+      }
+#endif
+    S* xp = scratch;  // P x K
+    gather_patches<V>(a, a.x + b * a.image_elems(), xp);
+    gemm<V>(P, D, K, xp, K, 1, a.wt, kStripCols, biased, int64_t(K) * kStripCols);
   }
 }
 

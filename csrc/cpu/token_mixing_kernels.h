@@ -35,7 +35,10 @@ template <class V, bool kRowBias, class S = typename V::scalar> struct StoreBias
   }
 };
 
-template <class V, class T, bool kRowBias, class U = T> struct ResidualOut {
+// kDropout false compiles the dropout out (the forwards' case whenever it is off: its code,
+// inlined into every vector of every GEMM tile's epilogue, cost 2k of 16k TSC cycles per token fc2
+// at mixer-cifar100's shapes even when skipped).
+template <class V, class T, bool kRowBias, class U = T, bool kDropout = true> struct ResidualOut {
   const T* x;
   U* out;  // T, or the compute type for the post-norm form's sum before its LayerNorm
   int64_t ld, base;
@@ -51,10 +54,17 @@ template <class V, class T, bool kRowBias, class U = T> struct ResidualOut {
     __builtin_prefetch(x + at + ahead, 0, 2);
     __builtin_prefetch(out + at + ahead, 1, 2);
     V z = add_bias<kRowBias>(v, bias, i, j, m);
-    if (drop.enabled) z = z * drop.template factor<V>(uint64_t(base + at));
+    if (kDropout && drop.enabled) z = z * drop.template factor<V>(uint64_t(base + at));
     store_as(out + at, residual ? load_as(x + at, m) + z : z, m);
   }
 };
+
+// gemm(epi) with the epilogue `epi`, or with it compiled without dropout when that is off.
+template <class V, class T, bool kRowBias, class U, class Gemm>
+inline void run_closing(const ResidualOut<V, T, kRowBias, U>& epi, Gemm&& gemm) {
+  if (epi.drop.enabled) gemm(epi);
+  else gemm(ResidualOut<V, T, kRowBias, U, false>{epi.x, epi.out, epi.ld, epi.base, epi.bias, epi.drop, epi.ahead, epi.residual});
+}
 
 // rows x cols values from src (row stride src_ld) to dst (row stride dst_ld).
 template <class S> inline void copy_rows(const S* src, int64_t src_ld, S* dst, int64_t dst_ld, int rows, int cols) {
@@ -142,60 +152,100 @@ inline void add_column_sums(const S* src, int rows, int cols, S* acc) {
 // while it is in L1, and LayerNorm writes U strip by strip (P x 64 contiguous) so that fc1's
 // row tiles find their B strip in L1 instead of streaming it from L2 once per tile.
 static_assert(kStripCols == kStripWidth, "token strips are GEMM column strips");
-// The forward's steps, per sample and 64-column strip of X; fc1(U strip, w, epilogue) and
-// fc2(A strip, w, epilogue) run its two GEMMs on a strip of w columns.
-template <class T, class Fc1, class Fc2>
-void token_forward_strips(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch, Fc1&& fc1, Fc2&& fc2) {
-  using S = compute_t<T>;
-  using V = Vec<S>;
-  const int P = a.patches, D = a.dim, H = a.hidden;
+// The forward's steps per sample: input(x) makes U's strips, fc1(s, w, epilogue) runs the first
+// GEMM on strip s (w columns) into H, fc2(w, epilogue) the second on GELU(H).
+template <class T, class Input, class Fc1, class Fc2>
+void token_forward_strips(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* act, Input&& input, Fc1&& fc1,
+                          Fc2&& fc2) {
+  using V = Vec<compute_t<T>>;
+  const int P = a.patches, D = a.dim;
   const Dropout drop = make_dropout(a);
-  S* u = scratch;                          // strips x P x kStripCols
-  S* act = u + strip_packed_elems(P, D);  // H x kStripCols
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t base = b * P * D;
     const T* x = a.x + base;
     T* out = a.out + base;
-    mlp_input_strips<V>(a, x, P, D, u);
+    input(x);
     for (int s = 0; s < column_strips(D); ++s) {
       const int c0 = s * kStripCols, w = imin(kStripCols, D - c0);
-      fc1(u + int64_t(s) * P * kStripCols, w, StoreBiased<V, true>{act, kStripCols, a.b1});  // A = GELU(W1 U + b1)
-      if (w == kStripCols) gelu_inplace(act, (S*)nullptr, int64_t(H) * kStripCols, a.tanh_gelu);
-      else for (int t = 0; t < H; ++t) gelu_inplace(act + t * kStripCols, (S*)nullptr, w, a.tanh_gelu);  // not the unset lanes
-      fc2(act, w, ResidualOut<V, T, true>{x + c0, out + c0, D, base + c0, a.b2, drop, int64_t(P) * D,  // X + Drop(W2 A + b2)
-                                         a.form == MixingForm::Block});
+      fc1(s, w, StoreBiased<V, true>{act, kStripCols, a.b1});  // H = W1 U + b1
+      run_closing(ResidualOut<V, T, true>{x + c0, out + c0, D, base + c0, a.b2, drop, int64_t(P) * D,  // X + Drop(W2 A + b2)
+                                          a.form == MixingForm::Block},
+                  [&](const auto& epi) { fc2(w, epi); });
     }
   }
 }
+
+#if defined(MK_BF16_DOT)
+// mlp_input_strips' values, rounded to bf16, as pair strips (gemm_bf16.h's B layout): pair row p
+// of strip s holds rows 2p and 2p + 1 of U's columns [64 s, 64 s + 64), zero past n and in the pad
+// row of an odd row count. One pass from X to the GEMM operand: no fp32 U is written.
+template <class T>
+inline void mlp_input_pair_strips(const MixingArgs<T>& a, const T* x, int rows, int n, bf16* dst) {
+  using V = Vec512;
+  static_assert(kStatRows % 2 == 0, "a pair's rows share one block of statistics");
+  const bool ln = a.form == MixingForm::Block;
+  const int K2 = depth_pairs(rows);
+  alignas(64) float mu[kStatRows], rs[kStatRows];
+  for (int p = 0; p < K2; ++p) {
+    const int r = 2 * p, i = r % kStatRows;
+    const bool has_odd = r + 1 < rows;
+    if (ln && i == 0) rows_stats<V>(x + int64_t(r) * n, imin(kStatRows, rows - r), n, a.eps, mu, rs);
+    const T* x0 = x + int64_t(r) * n;
+    const V mu0 = V::set1(ln ? mu[i] : 0.f), rs0 = V::set1(ln ? rs[i] : 1.f);
+    const V mu1 = V::set1(ln && has_odd ? mu[i + 1] : 0.f), rs1 = V::set1(ln && has_odd ? rs[i + 1] : 1.f);
+    for (int c = 0; c < n; c += kLanes) {
+      const auto m = V::mask(n - c);
+      V v0 = (load_as(x0 + c, m) - mu0) * rs0, v1 = has_odd ? (load_as(x0 + n + c, m) - mu1) * rs1 : V::zero();
+      if (ln) {
+        const V w = V::load(a.ln_w + c, m), b = V::load(a.ln_b + c, m);
+        v0 = fmadd(v0, w, b);
+        v1 = has_odd ? fmadd(v1, w, b) : v1;
+      }
+      _mm512_storeu_si512(dst + (int64_t(c / kStripCols) * K2 + p) * kPairStripElems + 2 * (c % kStripCols),
+                          bf16_pairs(v0.keep(m).v, v1.keep(m).v));
+    }
+    for (int c = ceil_div(n, kLanes) * kLanes; c % kStripCols; c += kLanes)  // the last strip's columns past n
+      _mm512_storeu_si512(dst + (int64_t(c / kStripCols) * K2 + p) * kPairStripElems + 2 * (c % kStripCols),
+                          _mm512_setzero_si512());
+  }
+}
+#endif
 
 template <class T>
 void token_mixing_forward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compute_t<T>* scratch) {
   using S = compute_t<T>;
   using V = Vec<S>;
-  const int P = a.patches, H = a.hidden;
+  const int P = a.patches, D = a.dim, H = a.hidden;
+  S* u = scratch;                          // strips x P x kStripCols
+  S* act = u + strip_packed_elems(P, D);  // H x kStripCols
 #if defined(MK_BF16_DOT)
-  // bf16 dot products: each strip of U and of GELU(H) is rounded to bf16 pairs before its GEMM
-  // (where the reference under autocast rounds them too), W1 and W2 are the bf16 A operands.
+  // bf16 dot products: U and GELU(H) are rounded to bf16 pairs as they are made (where the
+  // reference under autocast rounds them too), W1 and W2 are the bf16 A operands.
   if constexpr (std::is_same_v<T, bf16>)
     if (a.fc1_dot) {
-      bf16* u_pairs = reinterpret_cast<bf16*>(scratch + strip_packed_elems(P, a.dim) + size_t(H) * kStripCols);
-      bf16* act_pairs = u_pairs + size_t(depth_pairs(P)) * kPairStripElems;
+      const int P2 = depth_pairs(P), H2 = depth_pairs(H);
+      bf16* u_pairs = reinterpret_cast<bf16*>(u);  // strips x P2 pair rows: half of u's floats
+      bf16* act_pairs = reinterpret_cast<bf16*>(act + size_t(H) * kStripCols);
       return token_forward_strips(
-          a, b0, b1, scratch,
-          [&](const float* u, int w, const auto& epi) {
-            pack_bf16_pairs(u, kStripCols, P, w, u_pairs);
-            gemm_bf16(H, w, depth_pairs(P), a.fc1_dot, 2 * depth_pairs(P), u_pairs, epi);
+          a, b0, b1, act, [&](const T* x) { mlp_input_pair_strips(a, x, P, D, u_pairs); },
+          [&](int s, int w, const auto& epi) {
+            gemm_bf16(H, w, P2, a.fc1_dot, 2 * P2, u_pairs + int64_t(s) * P2 * kPairStripElems, epi);
           },
-          [&](const float* act, int w, const auto& epi) {
-            pack_bf16_pairs(act, kStripCols, H, w, act_pairs);
-            gemm_bf16(P, w, depth_pairs(H), a.fc2_dot, 2 * depth_pairs(H), act_pairs, epi);
+          [&](int w, const auto& epi) {
+            gelu_bf16_pairs(act, kStripCols, H, w, a.tanh_gelu, act_pairs);
+            gemm_bf16(P, w, H2, a.fc2_dot, 2 * H2, act_pairs, epi);
           });
     }
 #endif
   // W1(t, p) = w1t[p H + t], W2(p, t) = w2t[t P + p]: column-major views, no transposes.
   token_forward_strips(
-      a, b0, b1, scratch, [&](const S* u, int w, const auto& epi) { gemm<V>(H, w, P, a.w1t, 1, H, u, kStripCols, epi); },
-      [&](const S* act, int w, const auto& epi) { gemm<V>(P, w, H, a.w2t, 1, P, act, kStripCols, epi); });
+      a, b0, b1, act, [&](const T* x) { mlp_input_strips<V>(a, x, P, D, u); },
+      [&](int s, int w, const auto& epi) { gemm<V>(H, w, P, a.w1t, 1, H, u + int64_t(s) * P * kStripCols, kStripCols, epi); },
+      [&](int w, const auto& epi) {
+        if (w == kStripCols) gelu_inplace(act, (S*)nullptr, int64_t(H) * kStripCols, a.tanh_gelu);
+        else for (int t = 0; t < H; ++t) gelu_inplace(act + t * kStripCols, (S*)nullptr, w, a.tanh_gelu);  // not the unset lanes
+        gemm<V>(P, w, H, a.w2t, 1, P, act, kStripCols, epi);
+      });
 }
 
 template <class T>

@@ -9,6 +9,7 @@
 #include "../cpu/patch_embed_kernels.h"
 
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -116,6 +117,112 @@ inline void test_gemm_bf16() {
                 "gemm_bf16: B pad row not zero");
   }
 }
+
+// The bf16-dot forwards make their operands in one pass: LayerNorm straight to bf16 pair strips
+// (token mixing) or rows (channel mixing), GELU straight to pairs or rows. The LayerNorm ones must
+// equal, bit for bit, the fp32 result packed afterwards (the same operations in the same order),
+// zero padding included. GELU takes its degree-3 table: within bf16's half-ulp of the exact value
+// plus that table's bound (2.1e-4 relative, 1.9e-7 absolute in Phi), the padding zero.
+inline void test_bf16_operands() {
+  using V = Vec<float>;
+  auto same = [](const std::vector<bf16>& a, const std::vector<bf16>& b) {
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i].bits != b[i].bits) return false;
+    return true;
+  };
+  auto gelu_ok = [](float x, bf16 got) {  // got may also be the padding's zero, for x = 0
+    const double exact = 0.5 * x * std::erfc(-x / std::sqrt(2.0)), g = bf16_to_float(got);
+    return std::fabs(g - exact) <= std::fabs(exact) * (1.0 / 256 + 2.5e-4) + 2e-7 * std::fabs(x);
+  };
+  for (int rows : {1, 7, 64})
+    for (int n : {5, 37, 64, 100, 256}) {
+      auto h = randn(size_t(rows) * n, 21 + n);
+      for (auto& v : h) v *= 3;  // GELU's tails too
+      const int K2 = depth_pairs(rows), ldd = 2 * depth_pairs(n);
+      if (n <= kStripCols) {  // one pair strip
+        std::vector<bf16> got(size_t(K2) * kPairStripElems, bf16{0xffff});
+        gelu_bf16_pairs(h.data(), n, rows, n, false, got.data());
+        int bad = 0;
+        for (int p = 0; p < K2; ++p)
+          for (int c = 0; c < kStripCols; ++c)
+            for (int o = 0; o < 2; ++o) {
+              const int r = 2 * p + o;
+              bad += !gelu_ok(r < rows && c < n ? h[size_t(r) * n + c] : 0.f, got[size_t(p) * kPairStripElems + 2 * c + o]);
+            }
+        MK_EXPECT(bad == 0, "gelu_bf16_pairs rows=%d w=%d: %d values off", rows, n, bad);
+      }
+      std::vector<bf16> want(size_t(rows) * ldd), got(want.size(), bf16{0xffff});
+      gelu_bf16_rows(h.data(), n, rows, n, false, got.data());
+      int bad = 0;
+      for (int r = 0; r < rows; ++r)
+        for (int k = 0; k < ldd; ++k) bad += !gelu_ok(k < n ? h[size_t(r) * n + k] : 0.f, got[size_t(r) * ldd + k]);
+      MK_EXPECT(bad == 0, "gelu_bf16_rows rows=%d n=%d: %d values off", rows, n, bad);
+
+      for (int ln = 0; ln < 2; ++ln) {  // Block (LayerNorm first) and BareMlp forms
+        MixingArgs<bf16> a;
+        const auto w = randn(n, 22), b = randn(n, 23);
+        a.form = ln ? MixingForm::Block : MixingForm::BareMlp;
+        a.ln_w = w.data(); a.ln_b = b.data(); a.eps = 1e-5f;
+        std::vector<bf16> x(h.size());
+        for (size_t i = 0; i < h.size(); ++i) x[i] = float_to_bf16(h[i] * 3 + 1);
+        std::vector<float> u(strip_packed_elems(rows, n)), urows(size_t(rows) * n);
+        mlp_input_strips<V>(a, x.data(), rows, n, u.data());
+        std::vector<bf16> want_p(size_t(column_strips(n)) * K2 * kPairStripElems), got_p(want_p.size(), bf16{0xffff});
+        for (int s = 0; s < column_strips(n); ++s)
+          pack_bf16_pairs(u.data() + size_t(s) * rows * kStripCols, kStripCols, rows, imin(kStripCols, n - s * kStripCols),
+                          want_p.data() + size_t(s) * K2 * kPairStripElems);
+        mlp_input_pair_strips(a, x.data(), rows, n, got_p.data());
+        MK_EXPECT(same(want_p, got_p), "mlp_input_pair_strips rows=%d n=%d ln=%d", rows, n, ln);
+        pack_bf16_rows(mlp_input<V>(a, x.data(), rows, n, urows.data()), n, rows, n, want.data());
+        std::fill(got.begin(), got.end(), bf16{0xffff});
+        mlp_input_bf16_rows(a, x.data(), rows, n, got.data());
+        MK_EXPECT(same(want, got), "mlp_input_bf16_rows rows=%d n=%d ln=%d", rows, n, ln);
+      }
+    }
+}
+
+// The bf16-dot patch embedding (PatchArgs::wt_dot): bf16 pixels copied as the GEMM's rows, the depth
+// padded to even when C p^2 is odd, against a double-precision convolution of the same bf16 values.
+inline void test_patch_embed_bf16_dot() {
+  const int cases[][5] = {{3, 16, 16, 8, 100}, {1, 9, 6, 3, 64}, {2, 10, 15, 5, 17}};  // C, H, W, p, D
+  for (const auto& c : cases) {
+    PatchArgs<bf16> a;
+    a.channels = c[0]; a.height = c[1]; a.width = c[2]; a.patch = c[3]; a.dim = c[4]; a.batch = 2;
+    const int P = a.patches(), K = a.depth(), D = a.dim, K2 = depth_pairs(K);
+    const auto imf = randn(size_t(a.batch) * a.image_elems(), 12), wf = randn(size_t(D) * K, 13), bias = randn(D, 14);
+    std::vector<bf16> image(imf.size()), w(wf.size()), out(size_t(a.batch) * P * D);
+    for (size_t i = 0; i < imf.size(); ++i) image[i] = float_to_bf16(imf[i]);
+    for (size_t i = 0; i < wf.size(); ++i) w[i] = float_to_bf16(wf[i]);
+    std::vector<float> wt(size_t(K) * D);  // W^T, exactly the bf16 values
+    for (int d = 0; d < D; ++d)
+      for (int k = 0; k < K; ++k) wt[size_t(k) * D + d] = bf16_to_float(w[size_t(d) * K + k]);
+    std::vector<bf16> strips(size_t(ceil_div(D, kStripCols)) * K2 * kPairStripElems);
+    for (int j0 = 0; j0 < D; j0 += kStripCols)
+      pack_bf16_pairs(wt.data() + j0, D, K, imin(kStripCols, D - j0), strips.data() + size_t(j0 / kStripCols) * K2 * kPairStripElems);
+    std::vector<float> scratch(patch_scratch(P, K, D, false), std::nanf(""));  // the pad column must be written
+    a.x = image.data(); a.out = out.data(); a.wt_dot = strips.data(); a.bias = bias.data();
+    patch_embed_forward(a, 0, a.batch, scratch.data());
+    const int gw = a.grid_w(), p = a.patch;
+    double worst = 0;
+    for (int b = 0; b < a.batch; ++b)
+      for (int q = 0; q < P; ++q)
+        for (int d = 0; d < D; ++d) {
+          double ref = bias[d], scale = std::fabs(ref) + 1;
+          for (int ch = 0; ch < a.channels; ++ch)
+            for (int i = 0; i < p; ++i)
+              for (int j = 0; j < p; ++j) {
+                const double px = bf16_to_float(image[size_t(b) * a.image_elems() +
+                                                      (size_t(ch) * a.height + q / gw * p + i) * a.width + q % gw * p + j]);
+                const double prod = px * wt[size_t((ch * p + i) * p + j) * D + d];
+                ref += prod;
+                scale += std::fabs(prod);
+              }
+          const double err = std::fabs(ref - bf16_to_float(out[(size_t(b) * P + q) * D + d])) / scale;
+          worst = std::isnan(err) ? INFINITY : std::fmax(worst, err);
+        }
+    MK_EXPECT(worst < 4e-3, "patch_embed bf16 dot C=%d H=%d W=%d p=%d D=%d: max rel err %g", c[0], c[1], c[2], p, D, worst);
+  }
+}
 #endif
 
 // gelu_inplace over -20..20 (a length that leaves a tail after the four-vector packs) and NaN.
@@ -189,13 +296,23 @@ inline void test_dropout_and_bf16() {
     }
   }
   MK_EXPECT(kept > 1850 && kept < 2250, "dropout keep count %d of 4096 at p=0.5", kept);
-  const float vals[kLanes] = {1.f, -2.5f, 3.14159f, 1e-30f, 65504.f, -0.f, 1.00390625f, 1.01171875f,
-                              std::nanf(""), INFINITY, -INFINITY, 7.f, 8.f, 9.f, 10.f, 11.f};
-  bf16 out[kLanes];
-  store_as(out, V::load(vals), V::mask(kLanes));
-  for (int i = 0; i < kLanes; ++i) {
-    const bf16 ref = float_to_bf16(vals[i]);
-    MK_EXPECT(out[i].bits == ref.bits, "bf16 rounding of %g: %04x vs %04x", vals[i], out[i].bits, ref.bits);
+  // Rounding, NaN (quiet, negative, signaling), overflow to inf; the second vector holds denormals,
+  // which the bf16-dot build's one-instruction conversion would flush (it must not).
+  uint32_t snan_bits = 0x7f800001u, neg_nan_bits = 0xffc12345u;
+  float snan, neg_nan;
+  std::memcpy(&snan, &snan_bits, 4);
+  std::memcpy(&neg_nan, &neg_nan_bits, 4);
+  const float vals[2][kLanes] = {{1.f, -2.5f, 3.14159f, 1e-30f, 65504.f, -0.f, 1.00390625f, 1.01171875f,
+                                  std::nanf(""), INFINITY, -INFINITY, 3.4028235e38f, snan, neg_nan, 1.1754944e-38f, 11.f},
+                                 {1.f, 1e-40f, -3e-39f, 1.1754942e-38f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f,
+                                  13.f, 14.f, 15.f, 16.f}};
+  for (const auto& v : vals) {
+    bf16 out[kLanes];
+    store_as(out, V::load(v), V::mask(kLanes));
+    for (int i = 0; i < kLanes; ++i) {
+      const bf16 ref = float_to_bf16(v[i]);
+      MK_EXPECT(out[i].bits == ref.bits, "bf16 rounding of %g: %04x vs %04x", v[i], out[i].bits, ref.bits);
+    }
   }
   MK_EXPECT(float_to_bf16(1.00390625f).bits == 0x3f80, "round-to-nearest-even (down)");
   MK_EXPECT(float_to_bf16(1.01171875f).bits == 0x3f82, "round-to-nearest-even (up)");
@@ -273,6 +390,8 @@ inline int run_all() {
   test_gemm();
 #if defined(MK_BF16_DOT)
   test_gemm_bf16();
+  test_bf16_operands();
+  test_patch_embed_bf16_dot();
 #endif
   test_patch_gather_scatter();
   test_pool_rows();
