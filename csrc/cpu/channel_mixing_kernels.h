@@ -139,7 +139,7 @@ void channel_forward_rows(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, co
     T* out = a.out + r0 * D;
     fc1(x, R, StoreBiased<V, false>{act, H, a.b1});  // H = U W1^T + b1
     if (a.saved) std::memcpy(a.saved + r0 * H, act, sizeof(S) * size_t(R) * H);
-    run_closing(ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, int64_t(R) * D, a.form == MixingForm::Block},
+    run_closing(ResidualOut<V, T, false>{x, out, D, r0 * D, a.b2, drop, prefetch_ahead(a, R), a.form == MixingForm::Block},
                 [&](const auto& epi) { fc2(R, epi); });
   }
 }

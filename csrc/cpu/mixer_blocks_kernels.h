@@ -61,6 +61,7 @@ void mixer_blocks_forward(const BlocksArgs<T>& a, int64_t b0, int64_t b1, comput
     for (int l = 0; l < a.depth; ++l) {
       MixingArgs<T> t = a.token[l], c = a.channel[l];
       t.batch = c.batch = 1;
+      t.prefetch_next = c.prefetch_next = false;
       t.x = in;
       t.out = c.out = y;
       c.x = y;

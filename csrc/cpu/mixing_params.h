@@ -52,7 +52,13 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   // The forward of a training step writes them, its backward reads them (layout: see
   // channel_saved_cols).
   S* saved = nullptr;
+  // Whether the fc2 epilogue prefetches the next work unit's x and out (the next `rows` rows).
+  // mixer_blocks turns it off: its next unit is the same image's next block, already in cache.
+  bool prefetch_next = true;
 };
+template <class T> inline int64_t prefetch_ahead(const MixingArgs<T>& a, int rows) {
+  return a.prefetch_next ? int64_t(rows) * a.dim : 0;
+}
 
 // One thread's partial parameter gradients (compute type), laid out as ParamGradLayout says.
 template <class S> struct GradPartials {

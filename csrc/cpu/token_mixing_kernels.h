@@ -44,15 +44,17 @@ template <class V, class T, bool kRowBias, class U = T, bool kDropout = true> st
   int64_t ld, base;
   const typename V::scalar* bias;
   Dropout drop;  // a copy, for the same reason gemm_tile copies the epilogue
-  int64_t ahead;  // elements from this block to the next one, whose x and out lines are prefetched
+  int64_t ahead;  // elements from this block to the next one, whose x and out lines are prefetched (0: none)
   bool residual;  // false for the bare MLPs: out = Drop(C + bias)
 
   void operator()(int i, int j, V v, typename V::Mask m) const {
     const int64_t at = i * ld + j;
     // This call touches one vector of the block; the same vector of the next block is fetched
     // now, so the next LayerNorm pass and output stores find their lines in L2 instead of DRAM.
-    __builtin_prefetch(x + at + ahead, 0, 2);
-    __builtin_prefetch(out + at + ahead, 1, 2);
+    if (ahead) {
+      __builtin_prefetch(x + at + ahead, 0, 2);
+      __builtin_prefetch(out + at + ahead, 1, 2);
+    }
     V z = add_bias<kRowBias>(v, bias, i, j, m);
     if (kDropout && drop.enabled) z = z * drop.template factor<V>(uint64_t(base + at));
     store_as(out + at, residual ? load_as(x + at, m) + z : z, m);
@@ -168,7 +170,7 @@ void token_forward_strips(const MixingArgs<T>& a, int64_t b0, int64_t b1, comput
     for (int s = 0; s < column_strips(D); ++s) {
       const int c0 = s * kStripCols, w = imin(kStripCols, D - c0);
       fc1(s, w, StoreBiased<V, true>{act, kStripCols, a.b1});  // H = W1 U + b1
-      run_closing(ResidualOut<V, T, true>{x + c0, out + c0, D, base + c0, a.b2, drop, int64_t(P) * D,  // X + Drop(W2 A + b2)
+      run_closing(ResidualOut<V, T, true>{x + c0, out + c0, D, base + c0, a.b2, drop, prefetch_ahead(a, P),  // X + Drop(W2 A + b2)
                                           a.form == MixingForm::Block},
                   [&](const auto& epi) { fc2(w, epi); });
     }
