@@ -112,6 +112,8 @@ def run_model_benchmark(benchmark, name: str, mode: str, dtype: str, threads: in
         prepare_compiled(threads)
         baselines = {p: bench.step(p, mode, dtype) for p in PROVIDERS
                      if p != provider and not bench.problem(p, mode, dtype)} | {"matmul": peak_probe()}
+        if dtype == "bf16" and mode == "inference":  # bf16's speedup over fp32 fused, in the same phases
+            baselines["fused_fp32"] = bench.step(provider, mode, "fp32")
     # The warm-up round absorbs torch.compile's compilation and AdamW's state allocation.
     rounds = FUSED_INFERENCE_ROUNDS if provider == "fused" and mode == "inference" else ROUNDS
     result, side_by_side = run_pedantic(benchmark, bench.step(provider, mode, dtype), rounds=rounds,

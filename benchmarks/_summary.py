@@ -31,7 +31,7 @@ def add_speedups(rows: list[dict]) -> None:
 
     times = {(*key(row), row["provider"]): row["ms_per_batch"] for row in rows}
     for row in rows:
-        for baseline in ("eager", "compile"):
+        for baseline in ("eager", "compile", "fused_fp32"):  # fused_fp32: bf16 fused rows only, side by side
             other = row.get(f"{baseline}_ms_side_by_side", times.get((*key(row), baseline)))
             if other is not None:
                 row[f"speedup_vs_{baseline}"] = other / row["ms_per_batch"]
@@ -91,6 +91,7 @@ def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
               "forward). saved MiB: tensors saved for backward (saved_tensors_hooks, excl. params and "
               "input); step peak MiB: peak RSS growth over 2 training steps in a fresh process (see "
               "benchmarks/_memory.py)."]
+    lines += precision_lines(rows)
     lines += pipeline_lines(rows)
     if failures:
         lines += ["", f"**{len(failures)} config(s) FAILED and have no row:**", ""]
@@ -100,6 +101,13 @@ def markdown(rows: list[dict], failures: list[str], info: dict) -> str:
                   "the fused rows' side-by-side):", ""]
         lines += [f"- {reason}" for reason in _common.SKIPPED]
     return "\n".join(lines)
+
+
+def precision_lines(rows: list[dict]) -> list[str]:
+    """bf16 fused inference against fp32 fused, the fp32 call timed side by side with each bf16 round."""
+    pairs = [f"{r['model']} {r['threads']}t {r['speedup_vs_fused_fp32']:.2f}x ({r['fused_fp32_ms_side_by_side']:.1f} / "
+             f"{r['ms_per_batch']:.1f} ms)" for r in sorted(rows, key=sort_key) if "speedup_vs_fused_fp32" in r]
+    return ["", "bf16 fused inference vs fp32 fused, side by side (fp32 / bf16 ms): " + "; ".join(pairs) + "."] if pairs else []
 
 
 def pipeline_lines(rows: list[dict]) -> list[str]:

@@ -44,3 +44,19 @@ def test_baseline_verdict_is_kept_but_a_wrong_result_raises_every_time():
         with pytest.raises(AssertionError):
             baseline_verdict(verdicts, ("c",), wrong)
     assert calls == ["ok", "unusable", "wrong", "wrong"]
+
+
+def test_bf16_rows_report_their_speedup_over_fp32_fused_side_by_side():
+    from benchmarks._summary import add_speedups, precision_lines
+
+    def row(dtype, ms, **side):
+        return dict(model="mixer-cifar100", mode="inference", dtype=dtype, threads=1, provider="fused", ms_per_batch=ms,
+                    extra_info={}, **{f"{name}_ms_side_by_side": t for name, t in side.items()})
+
+    fp32, bf16 = row("fp32", 40.0, eager=100.0), row("bf16", 25.0, eager=60.0, fused_fp32=45.0)
+    add_speedups([fp32, bf16])
+    # bf16's ratio is to the fp32 call timed beside it (45 ms), not to the fp32 row (40 ms)
+    assert bf16["speedup_vs_fused_fp32"] == pytest.approx(1.8) and "speedup_vs_fused_fp32" not in fp32
+    assert bf16["extra_info"]["speedup_vs_eager"] == pytest.approx(2.4)
+    assert "mixer-cifar100 1t 1.80x (45.0 / 25.0 ms)" in precision_lines([fp32, bf16])[-1]
+    assert precision_lines([fp32]) == []

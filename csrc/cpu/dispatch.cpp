@@ -25,7 +25,8 @@ bool cpu_has_avx512_bf16() {
 }
 
 // vdpbf16ps pays off where it does twice the FLOPs of an fp32 FMA per cycle: AMD's Zen 4 and later
-// (where torch's bf16 matmul runs at 2.2x its fp32 one). Not on Intel's Xeons, whose bf16 speed is
+// (on a Zen 5 EPYC, family 26, gemm_bf16 ran at 2.06-2.18x the fp32 gemm at the Mixer's shapes,
+// benchmarks/gemm_bf16_rate.cpp, RESULTS.md 2026-12-07). Not on Intel's Xeons, whose bf16 speed is
 // AMX's: on a model 207 (Emerald Rapids; its hypervisor hides AVX512-BF16, which still executes),
 // gemm_bf16 ran at 0.54-0.64x the fp32 gemm (benchmarks/gemm_bf16_rate.cpp --force) and the bf16
 // model at 0.58x of fp32 (RESULTS.md, 2026-11-22).
