@@ -25,8 +25,8 @@ inline void check_patch_inputs(const char* op, const at::Tensor& x, const at::Te
   TORCH_CHECK(C * p * p < (1 << 30) && D < (1 << 30) && H * W < (1 << 30), "mixerkern.", op, ": dimensions too large");
 }
 
-// Compute-type copies of W (dim x K) and, for the forward, W^T packed in 64-column strips (bf16
-// with the bf16-dot tables: W^T as pair strips instead), plus the shapes.
+// Compute-type copies of W (dim x K) and, for the forward, W^T packed in 64-column strips; with
+// the bf16-dot tables, a bf16 forward's W^T as pair strips instead (and no fp32 W). Plus the shapes.
 template <class T> struct PreparedPatch {
   using S = compute_t<T>;
   at::Tensor w, wt, wt_dot, bias;
@@ -34,17 +34,21 @@ template <class T> struct PreparedPatch {
 
   PreparedPatch(bool forward, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias_in) {
     const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
-    w = weight.to(ct).reshape({weight.size(0), -1}).contiguous();
-    if constexpr (std::is_same_v<T, bf16>)
-      if (forward && active_kernels().bf16_dot) {
-        wt_dot = bf16_pair_strips(weight.reshape({weight.size(0), -1}).t());  // bf16, as x
-        args.wt_dot = data<bf16>(wt_dot);
-        forward = false;  // the kernel reads no fp32 W^T
-      }
-    if (forward) {  // [strip][K][64], zero-padded past dim
+    const at::Tensor w_rows = weight.reshape({weight.size(0), -1});  // W (dim x K)
+    bool dot = false;
+    if constexpr (std::is_same_v<T, bf16>) dot = forward && active_kernels().bf16_dot;
+    if (dot) {
+      wt_dot = bf16_pair_strips(w_rows.t());  // bf16, as x
+      args.wt_dot = data<bf16>(wt_dot);
+    } else {
+      w = w_rows.to(ct).contiguous();
+      args.w = w.data_ptr<S>();
+    }
+    if (forward && !dot) {  // [strip][K][64], zero-padded past dim
       const int64_t D = w.size(0), K = w.size(1), strips = column_strips(int(D));
       wt = at::constant_pad_nd(w.t(), {0, strips * kStripCols - D}).view({K, strips, kStripCols}).permute({1, 0, 2})
                .contiguous();
+      args.wt = wt.data_ptr<S>();
     }
     bias = bias_in.to(ct).contiguous();
     args.batch = x.size(0);
@@ -53,8 +57,7 @@ template <class T> struct PreparedPatch {
     args.width = int(x.size(3));
     args.patch = int(weight.size(2));
     args.dim = int(weight.size(0));
-    args.w = w.data_ptr<S>(); args.bias = bias.data_ptr<S>();
-    if (wt.defined()) args.wt = wt.data_ptr<S>();
+    args.bias = bias.data_ptr<S>();
   }
 };
 
