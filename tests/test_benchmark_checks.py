@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from benchmarks._common import UnusableBaseline, assert_close, baseline_verdict
+from benchmarks._common import UnusableBaseline, assert_close, baseline_verdict, run_pedantic
 
 
 def test_non_finite_compile_output_is_an_unusable_baseline():
@@ -60,3 +60,27 @@ def test_bf16_rows_report_their_speedup_over_fp32_fused_side_by_side():
     assert bf16["extra_info"]["speedup_vs_eager"] == pytest.approx(2.4)
     assert "mixer-cifar100 1t 1.80x (45.0 / 25.0 ms)" in precision_lines([fp32, bf16])[-1]
     assert precision_lines([fp32]) == []
+
+
+class _Pedantic:
+    """pytest-benchmark's pedantic mode, reduced to its call order: setup, then fn, each round."""
+
+    def pedantic(self, fn, setup, rounds, warmup_rounds, iterations):
+        for _ in range(warmup_rounds + rounds):
+            if setup:
+                setup()
+            result = fn()
+        return result
+
+
+def test_side_by_side_calls_never_follow_the_matmul_probe():
+    """Each round: the probe, an untimed call of the timed function, then the baselines, then the
+    timed call; so no timed call runs right after the cache-flushing probe."""
+    calls = []
+    log = lambda name: lambda: calls.append(name) or name  # noqa: E731
+    result, times = run_pedantic(_Pedantic(), log("fused"), rounds=2, warmup_rounds=1,
+                                 side_by_side={"eager": log("eager"), "matmul": log("matmul"),
+                                               "compile": log("compile")})
+    assert result == "fused"
+    assert calls == ["matmul", "fused", "eager", "compile", "fused"] * 3
+    assert sorted(times) == ["compile", "eager", "matmul"]  # the warm-up round's calls are not timed

@@ -79,6 +79,12 @@ inline void pack_bf16_pairs(const float* src, int64_t ld, int K, int w, bf16* ds
   }
 }
 
+// All of B (K x N, fp32 rows of stride ld) as pair strips: column_strips(N) strips of pack_bf16_pairs.
+inline void pack_bf16_pair_strips(const float* src, int64_t ld, int K, int N, bf16* dst) {
+  for (int j0 = 0; j0 < N; j0 += kStripCols, dst += int64_t(depth_pairs(K)) * kPairStripElems)
+    pack_bf16_pairs(src + j0, ld, K, imin(kStripCols, N - j0), dst);
+}
+
 // A from fp32 rows: rows x K (row stride ld) -> bf16 rows of stride 2 * depth_pairs(K), the pad zero.
 inline void pack_bf16_rows(const float* src, int64_t ld, int rows, int K, bf16* dst) {
   const int ldd = 2 * depth_pairs(K);
@@ -122,21 +128,21 @@ inline void gelu_bf16_rows(const float* h, int64_t ld, int rows, int n, bool tan
 }
 
 template <int MR, int NV, class Epi>
-inline void dot_tile(int K2, const bf16* A, int64_t lda, const bf16* B, __mmask16 tail, int i0, int j0,
+inline void dot_tile(int K2, const bf16* A, int64_t lda, int64_t pa, const bf16* B, __mmask16 tail, int i0, int j0,
                      const Epi& epi) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
-  for (int p = 0; p < K2; ++p, B += kPairStripElems) {
+  for (int p = 0; p < K2; ++p, A += pa, B += kPairStripElems) {
     __m512i b[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_si512(B + j * 2 * kLanes);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       int32_t pair;  // (A(i, 2p), A(i, 2p + 1)) as one word; memcpy, since bf16 may not be read as int32_t
-      std::memcpy(&pair, A + i * lda + 2 * p, sizeof pair);
+      std::memcpy(&pair, A + i * lda, sizeof pair);
       const __m512i a = _mm512_set1_epi32(pair);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = dot_pairs(acc[i][j], a, b[j]);
@@ -150,28 +156,45 @@ inline void dot_tile(int K2, const bf16* A, int64_t lda, const bf16* B, __mmask1
 }
 
 template <int NV, class Epi>
-inline void dot_strip(int M, int K2, const bf16* A, int64_t lda, const bf16* B, __mmask16 tail, int j0, const Epi& epi) {
+inline void dot_strip(int M, int K2, const bf16* A, int64_t lda, int64_t pa, const bf16* B, __mmask16 tail, int i0,
+                      int j0, const Epi& epi) {
   int i = 0;
-  for (; i + kTileRows <= M; i += kTileRows) dot_tile<kTileRows, NV>(K2, A + i * lda, lda, B, tail, i, j0, epi);
-  for (; i + 4 <= M; i += 4) dot_tile<4, NV>(K2, A + i * lda, lda, B, tail, i, j0, epi);
-  for (; i + 2 <= M; i += 2) dot_tile<2, NV>(K2, A + i * lda, lda, B, tail, i, j0, epi);
-  for (; i < M; ++i) dot_tile<1, NV>(K2, A + i * lda, lda, B, tail, i, j0, epi);
+  for (; i + kTileRows <= M; i += kTileRows) dot_tile<kTileRows, NV>(K2, A + i * lda, lda, pa, B, tail, i0 + i, j0, epi);
+  for (; i + 4 <= M; i += 4) dot_tile<4, NV>(K2, A + i * lda, lda, pa, B, tail, i0 + i, j0, epi);
+  for (; i + 2 <= M; i += 2) dot_tile<2, NV>(K2, A + i * lda, lda, pa, B, tail, i0 + i, j0, epi);
+  for (; i < M; ++i) dot_tile<1, NV>(K2, A + i * lda, lda, pa, B, tail, i0 + i, j0, epi);
+}
+
+// C (M x N) = A B with A's pair (A(i, 2p), A(i, 2p + 1)) at A + i * lda + p * pa; rows i0 + i.
+template <class Epi>
+void gemm_bf16_rows(int M, int N, int K2, const bf16* A, int64_t lda, int64_t pa, int i0, const bf16* B, const Epi& epi) {
+  for (int j0 = 0; j0 < N; j0 += kStripCols, B += int64_t(K2) * kPairStripElems) {
+    const int w = imin(kStripCols, N - j0), nv = ceil_div(w, kLanes);
+    const __mmask16 tail = Vec512::mask(w - (nv - 1) * kLanes);
+    switch (nv) {
+      case 4: dot_strip<4>(M, K2, A, lda, pa, B, tail, i0, j0, epi); break;
+      case 3: dot_strip<3>(M, K2, A, lda, pa, B, tail, i0, j0, epi); break;
+      case 2: dot_strip<2>(M, K2, A, lda, pa, B, tail, i0, j0, epi); break;
+      default: dot_strip<1>(M, K2, A, lda, pa, B, tail, i0, j0, epi);
+    }
+  }
 }
 
 // C (M x N) = A (M x K) B (K x N) in the layouts above (K2 = depth_pairs(K)), delivered to `epi` one
 // 16-column vector at a time as fp32, like gemm().
 template <class Epi>
 void gemm_bf16(int M, int N, int K2, const bf16* A, int64_t lda, const bf16* B, Epi&& epi) {
-  for (int j0 = 0; j0 < N; j0 += kStripCols, B += int64_t(K2) * kPairStripElems) {
-    const int w = imin(kStripCols, N - j0), nv = ceil_div(w, kLanes);
-    const __mmask16 tail = Vec512::mask(w - (nv - 1) * kLanes);
-    switch (nv) {
-      case 4: dot_strip<4>(M, K2, A, lda, B, tail, j0, epi); break;
-      case 3: dot_strip<3>(M, K2, A, lda, B, tail, j0, epi); break;
-      case 2: dot_strip<2>(M, K2, A, lda, B, tail, j0, epi); break;
-      default: dot_strip<1>(M, K2, A, lda, B, tail, j0, epi);
-    }
-  }
+  gemm_bf16_rows(M, N, K2, A, lda, 2, 0, B, epi);
+}
+
+// C (M x N) = A^T B for A (K x M) given, like B, as pair strips (the backwards' weight gradients,
+// dW += dY^T X over a block's rows): A^T's pair (A(2p, i), A(2p + 1, i)) of strip s = i / 64 sits
+// at s * K2 * 128 + p * 128 + 2 (i % 64), so each 64-row band of C reads one strip with row
+// stride 2 and pair stride 128, and a tile's MR pairs per step are contiguous.
+template <class Epi>
+void gemm_bf16_tn(int M, int N, int K2, const bf16* A, const bf16* B, Epi&& epi) {
+  for (int i0 = 0; i0 < M; i0 += kStripCols, A += int64_t(K2) * kPairStripElems)
+    gemm_bf16_rows(imin(kStripCols, M - i0), N, K2, A, 2, kPairStripElems, i0, B, epi);
 }
 
 }}}  // namespace mixerkern::cpu::MK_ISA

@@ -51,7 +51,7 @@ void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::st
 // Compute-type copies of the parameters in the layouts the kernels read, plus the scalar settings.
 template <class T> struct Prepared {
   using S = compute_t<T>;
-  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t, w2t_strips, fc1_dot, fc2_dot;
+  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t, w2t_strips, fc1_dot, fc2_dot, w1_dot, w2_dot;
   MixingArgs<T> args;
 
   // forward: also pack W2^T in strips for the channel forwards' fc2 (the backwards do not read it).
@@ -67,9 +67,16 @@ template <class T> struct Prepared {
     b1 = prep(p.b1); b2 = prep(p.b2);
     bool dot = false;  // the bf16-dot forwards read only their bf16 layouts: no fp32 weights at all
     if constexpr (std::is_same_v<T, bf16>)
-      if (forward && p.form != MixingForm::PostNorm && active_kernels().bf16_dot) {
-        prepare_bf16_dot(kind, p);
-        dot = true;
+      if (active_kernels().bf16_dot) {
+        if (forward) {
+          prepare_bf16_dot(kind, p);
+          dot = true;
+        } else if (!forward && kind == MixingKind::Channel) {  // W1, W2 as the backward's B operands
+          w1_dot = bf16_pair_strips(p.w1);
+          w2_dot = bf16_pair_strips(p.w2);
+          args.w1_dot = data<bf16>(w1_dot);
+          args.w2_dot = data<bf16>(w2_dot);
+        }
       }
     if (!dot) {
       w1 = prep(p.w1); w2 = prep(p.w2);

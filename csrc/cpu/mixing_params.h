@@ -1,5 +1,6 @@
 // Torch-free interface between the torch glue (mixing_op.cpp) and the per-ISA kernels.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include "types.h"
@@ -48,6 +49,9 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   // mixing's W1 (H x P) and W2 (P x H) as A operands (rows), channel mixing's W1^T (D x H) and
   // W2^T (H x D) as B operands (pair strips).
   const bf16 *fc1_dot = nullptr, *fc2_dot = nullptr;
+  // The bf16-dot channel backwards' weights: W1 (H x D) and W2 (D x H) as pair strips, the B
+  // operands of dU = dH W1 and dZ W2 (null otherwise: the backward computes in fp32).
+  const bf16 *w1_dot = nullptr, *w2_dot = nullptr;
   // The activations the backward would otherwise recompute with GEMMs (null: recompute them).
   // The forward of a training step writes them, its backward reads them (layout: see
   // channel_saved_cols).
@@ -134,6 +138,8 @@ template <class T> struct PatchArgs : Activations<T> {
   // The bf16-dot forward's weight instead of wt (bf16 storage with KernelTable::bf16_dot; set by
   // the glue, null otherwise): W^T (K x dim) as gemm_bf16.h's pair strips.
   const bf16* wt_dot = nullptr;
+  // The bf16-dot backward's weight (likewise): W (dim x K) as pair strips, dXp's B operand.
+  const bf16* w_dot = nullptr;
   const S* bias = nullptr;  // backward: out (dx) may be null, when x needs no gradient
   int grid_w() const { return width / patch; }
   int patches() const { return (height / patch) * grid_w(); }
@@ -187,7 +193,9 @@ struct KernelTable {
   OpKernels<float> f32;
   OpKernels<bf16> b16;
   OpKernels<double> f64;  // generic table only
-  bool bf16_dot = false;  // b16's mixing and patch forwards take MixingArgs::fc1_dot / fc2_dot, PatchArgs::wt_dot
+  // b16's mixing and patch forwards take MixingArgs::fc1_dot / fc2_dot, PatchArgs::wt_dot; the channel
+  // and patch backwards MixingArgs::w1_dot / w2_dot, PatchArgs::w_dot
+  bool bf16_dot = false;
 };
 
 const KernelTable& avx512_kernel_table();
@@ -215,12 +223,19 @@ inline size_t token_scratch(int P, int D, int H, bool backward) {
   if (backward) return 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P);
   return strip_packed_elems(P, D) + size_t(H) * kStripCols + size_t(depth_pairs(H)) * kStripCols;
 }
+// The bf16-dot channel backward's operands (channel_mlp_backward_block), in floats: dZ, U, A and dH
+// as pair strips over a block's rows, dZ and dH as bf16 rows.
+inline size_t channel_dot_scratch(int D, int H) {
+  const size_t R = kChannelRowBlock, pairs = size_t(depth_pairs(int(R)));
+  return pairs * kStripCols * 2 * (column_strips(D) + column_strips(H)) + R * (depth_pairs(D) + depth_pairs(H));
+}
 // Forward: U and H (rows x D, rows x H); with bf16 dot products U as bf16 rows in U's place, and
-// GELU(H) as bf16 rows.
+// GELU(H) as bf16 rows. Backward: the fp32 tiles, then channel_dot_scratch.
 inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form) {
   const size_t R = kChannelRowBlock;
-  if (form == MixingForm::PostNorm && backward) return 5 * R * D + 2 * R * H;
-  return backward ? 3 * R * D + 2 * R + 2 * R * H : R * D + R * H + R * size_t(depth_pairs(H));
+  if (!backward) return R * D + R * H + R * size_t(depth_pairs(H));
+  return (form == MixingForm::PostNorm ? 5 * R * D + 2 * R * H : 3 * R * D + 2 * R + 2 * R * H) +
+         channel_dot_scratch(D, H);
 }
 // What MixingArgs::saved holds (channel mixing only; the token kernels ignore it): per row,
 // H = U W1^T + b1 (row stride H) followed, in the post-norm form, by the sum Z that its LayerNorm
@@ -242,12 +257,13 @@ inline size_t fourier_scratch(int tokens, int dim, bool backward) {
 // 1024 rows ran 0.93-0.94x of 256 (C++ A/B, mixer-cifar100's stem, batch 128).
 constexpr int kPatchGroupRows = 256;
 inline int patch_group(int P) { return P >= kPatchGroupRows ? 1 : kPatchGroupRows / P; }
-// Forward: one image's patches Xp (P x K). Backward: a group's Xp, dXp and G,
-// and W in strips.
+// Forward: one image's patches Xp (P x K). Backward: a group's Xp, dXp and G, and W in strips or,
+// with bf16 dot products, G and Xp as pair strips over the rows and G as bf16 rows.
 inline size_t patch_scratch(int P, int K, int D, bool backward) {
   if (!backward) return round_to_lanes(size_t(P) * K);
-  const size_t rows = size_t(patch_group(P)) * P;
-  return 2 * round_to_lanes(rows * K) + round_to_lanes(rows * D) + strip_packed_elems(D, K);
+  const size_t rows = size_t(patch_group(P)) * P, pairs = size_t(depth_pairs(int(rows)));
+  const size_t dot = pairs * kStripCols * (column_strips(D) + column_strips(K)) + rows * depth_pairs(D);
+  return 2 * round_to_lanes(rows * K) + round_to_lanes(rows * D) + std::max(strip_packed_elems(D, K), dot);
 }
 // mixer_blocks' own part after the kernels' (BlocksArgs): when pooling, the image's tokens (P x D,
 // storage type) and the pooled sums (D).

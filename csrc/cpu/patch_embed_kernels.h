@@ -90,12 +90,41 @@ void patch_embed_backward(const PatchArgs<T>& a, int64_t b0, int64_t b1, compute
   S* dxp = xp + round_to_lanes(size_t(group) * P * K);      // rows x K
   S* gbuf = dxp + round_to_lanes(size_t(group) * P * K);    // rows x D, G in the compute type
   S* wp = gbuf + round_to_lanes(size_t(group) * P * D);      // W in strips: dXp's B, blocked without copies
-  if (a.out) pack_strips(a.w, D, K, K, wp);
+  bool dot = false;
+#if defined(MK_BF16_DOT)
+  // bf16 dot products, fp32 accumulation (G and the pixels are bf16 values already, so the packing
+  // rounds nothing): dW += G^T Xp from both as pair strips over the group's rows (gemm_bf16_tn),
+  // dXp = G W from G's bf16 rows and W's pair strips. wp's room holds the bf16 operands.
+  bf16 *g_cols = nullptr, *xp_cols = nullptr, *g_rows = nullptr;
+  if constexpr (std::is_same_v<T, bf16>)
+    if (a.w_dot) {
+      const size_t pairs = size_t(depth_pairs(group * P));
+      dot = true;
+      g_cols = reinterpret_cast<bf16*>(wp);
+      xp_cols = g_cols + pairs * column_strips(D) * kPairStripElems;
+      g_rows = xp_cols + pairs * column_strips(K) * kPairStripElems;  // rows x 2 depth_pairs(D)
+    }
+#endif
+  if (a.out && !dot) pack_strips(a.w, D, K, K, wp);
   for (int64_t b = b0; b < b1; b += group) {
     const int n = int(imin64(group, b1 - b)), rows = n * P;
     for (int i = 0; i < n; ++i) gather_patches<V>(a, a.x + (b + i) * a.image_elems(), xp + int64_t(i) * P * K);
     const S* gb = as_compute<V>(a.grad_out + b * P * D, int64_t(rows) * D, gbuf);  // images are consecutive rows
     add_column_sums<V>(gb, rows, D, g.bias);
+#if defined(MK_BF16_DOT)
+    if constexpr (std::is_same_v<T, bf16>)
+      if (dot) {
+        const int rows2 = depth_pairs(rows), D2 = depth_pairs(D);
+        pack_bf16_pair_strips(gb, D, rows, D, g_cols);
+        pack_bf16_pair_strips(xp, K, rows, K, xp_cols);
+        gemm_bf16_tn(D, K, rows2, g_cols, xp_cols, AccumulateTo<V>{g.w, K});  // dW += G^T Xp
+        if (!a.out) continue;
+        pack_bf16_rows(gb, D, rows, D, g_rows);
+        gemm_bf16(rows, K, D2, g_rows, 2 * D2, a.w_dot, StoreTo<V>{dxp, K});  // dXp = G W
+        for (int i = 0; i < n; ++i) scatter_patches<V>(a, dxp + int64_t(i) * P * K, a.out + (b + i) * a.image_elems());
+        continue;
+      }
+#endif
     gemm<V>(D, K, rows, gb, 1, D, xp, K, AccumulateTo<V>{g.w, K});  // dW += G^T Xp
     if (!a.out) continue;
     gemm<V>(rows, K, D, gb, D, 1, wp, kStripCols, StoreTo<V>{dxp, K}, int64_t(D) * kStripCols);  // dXp = G W

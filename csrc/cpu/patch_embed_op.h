@@ -26,20 +26,24 @@ inline void check_patch_inputs(const char* op, const at::Tensor& x, const at::Te
 }
 
 // Compute-type copies of W (dim x K) and, for the forward, W^T packed in 64-column strips; with
-// the bf16-dot tables, a bf16 forward's W^T as pair strips instead (and no fp32 W). Plus the shapes.
+// the bf16-dot tables, a bf16 forward's W^T or a backward's W as pair strips instead (and no fp32
+// W). Plus the shapes.
 template <class T> struct PreparedPatch {
   using S = compute_t<T>;
-  at::Tensor w, wt, wt_dot, bias;
+  at::Tensor w, wt, wt_dot, w_dot, bias;
   PatchArgs<T> args;
 
   PreparedPatch(bool forward, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias_in) {
     const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
     const at::Tensor w_rows = weight.reshape({weight.size(0), -1});  // W (dim x K)
     bool dot = false;
-    if constexpr (std::is_same_v<T, bf16>) dot = forward && active_kernels().bf16_dot;
-    if (dot) {
+    if constexpr (std::is_same_v<T, bf16>) dot = active_kernels().bf16_dot;
+    if (dot && forward) {
       wt_dot = bf16_pair_strips(w_rows.t());  // bf16, as x
       args.wt_dot = data<bf16>(wt_dot);
+    } else if (dot) {
+      w_dot = bf16_pair_strips(w_rows);
+      args.w_dot = data<bf16>(w_dot);
     } else {
       w = w_rows.to(ct).contiguous();
       args.w = w.data_ptr<S>();

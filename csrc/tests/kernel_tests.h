@@ -80,7 +80,7 @@ inline void test_gemm() {
 inline void test_gemm_bf16() {
   using V = Vec<float>;
   const int sizes[][3] = {{1, 1, 1}, {6, 64, 8}, {7, 17, 5}, {13, 100, 37}, {64, 256, 64}, {5, 130, 3},
-                          {30, 70, 197}, {97, 48, 65}, {11, 96, 96}};
+                          {30, 70, 197}, {97, 48, 65}, {11, 96, 96}, {130, 20, 63}};
   for (const auto& s : sizes) {
     const int M = s[0], N = s[1], K = s[2], K2 = depth_pairs(K);
     auto a = randn(size_t(M) * K, 3), b = randn(size_t(K) * N, 4);
@@ -88,8 +88,7 @@ inline void test_gemm_bf16() {
     a[0] = M * K > 1 ? a[0] : nan;  // the 1x1x1 case: NaN must come through
     std::vector<bf16> ap(size_t(M) * 2 * K2), bp(size_t(ceil_div(N, kStripCols)) * K2 * kPairStripElems);
     pack_bf16_rows(a.data(), K, M, K, ap.data());
-    for (int j0 = 0; j0 < N; j0 += kStripCols)
-      pack_bf16_pairs(b.data() + j0, N, K, imin(kStripCols, N - j0), bp.data() + size_t(j0 / kStripCols) * K2 * kPairStripElems);
+    pack_bf16_pair_strips(b.data(), N, K, N, bp.data());
     auto round = [](float f) { return bf16_to_float(float_to_bf16(f)); };
     std::vector<float> c(size_t(M) * N, -1.f);
     gemm_bf16(M, N, K2, ap.data(), 2 * K2, bp.data(), StoreTo<V>{c.data(), N});
@@ -107,6 +106,17 @@ inline void test_gemm_bf16() {
         else worst = std::fmax(worst, std::fabs(ref - got) / scale);
       }
     MK_EXPECT(worst < 1e-6, "gemm_bf16 M=%d N=%d K=%d: max rel err %g", M, N, K, worst);
+    // gemm_bf16_tn, with A^T (K x M) as pair strips: the same pairs in the same order, so the same bits.
+    std::vector<float> at(size_t(K) * M);
+    for (int i = 0; i < M; ++i)
+      for (int k = 0; k < K; ++k) at[size_t(k) * M + i] = a[size_t(i) * K + k];
+    std::vector<bf16> atp(size_t(ceil_div(M, kStripCols)) * K2 * kPairStripElems);
+    pack_bf16_pair_strips(at.data(), M, K, M, atp.data());
+    std::vector<float> ct(c.size(), -1.f);
+    gemm_bf16_tn(M, N, K2, atp.data(), bp.data(), StoreTo<V>{ct.data(), N});
+    int differ = 0;
+    for (size_t i = 0; i < c.size(); ++i) differ += std::memcmp(&c[i], &ct[i], sizeof(float)) != 0;
+    MK_EXPECT(differ == 0, "gemm_bf16_tn M=%d N=%d K=%d: %d results differ from gemm_bf16's", M, N, K, differ);
     // The pad column of A and the pad row / columns of B are zero.
     for (int i = 0; i < M && K % 2; ++i) MK_EXPECT(ap[size_t(i) * 2 * K2 + K].bits == 0, "gemm_bf16: A pad not zero");
     if (N % kStripCols)
