@@ -100,7 +100,8 @@ class FusedOpSuite:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = self.op(x, *params)
         assert out.dtype == (torch.bfloat16 if self.op.autocast else x.dtype)
-        tol = 2e-2 if self.op.autocast else FP32_FWD_RTOL
+        # With autocast_weights the GEMMs take bf16 operands (their error budget: test_<op>.py).
+        tol = 2e-2 if self.op.autocast or getattr(self.op, "autocast_weights", ()) else FP32_FWD_RTOL
         assert rel_err(out, self.op.reference(x, *params, **self.op.reference_kwargs())) < tol
 
     def test_gradcheck_float64(self):

@@ -47,8 +47,7 @@ def test_best_isa_is_chosen_by_default():
 
 def test_bf16_dot_table_replaces_only_its_bf16_kernels():
     """The avx512bf16 table (here with its dot product emulated) differs from avx512 in the bf16
-    forwards of the mixing ops and the bf16 channel-mixing backwards, and nothing else: fp32 and
-    the token-mixing backward are the same kernels."""
+    forwards and backwards of the mixing ops, and nothing else: fp32 runs the same kernels."""
     if not mixerkern.cpu_isa().startswith("avx512"):
         pytest.skip("no AVX-512 kernels here")
     x, token = make_mixing_inputs("token_mixing", 2, 20, 37, 9)
@@ -64,14 +63,16 @@ def test_bf16_dot_table_replaces_only_its_bf16_kernels():
                 with cpu_isa(isa):
                     outs.append(op.forward_op(xs, *ps, *op.settings()))
             assert torch.equal(*outs) == (dtype == torch.float32), (name, dtype)
-    g = torch.randn_like(x).bfloat16()
-    for name, p, changes in (("token_mixing", token, False), ("channel_mixing", channel, True)):
-        op, xs, ps = OPS[name], x.bfloat16(), [t.bfloat16() for t in p]
-        grads = []
-        for isa in ("avx512", "avx512bf16-emulated"):
-            with cpu_isa(isa):
-                grads.append(op.backward_op(g, xs, *ps, *op.settings()))
-        assert all(torch.equal(a, b) for a, b in zip(*grads)) != changes, name
+    g = torch.randn_like(x)
+    for name, p in (("token_mixing", token), ("channel_mixing", channel)):
+        op = OPS[name]
+        for dtype in (torch.bfloat16, torch.float32):
+            xs, gs, ps = x.to(dtype), g.to(dtype), [t.to(dtype) for t in p]
+            grads = []
+            for isa in ("avx512", "avx512bf16-emulated"):
+                with cpu_isa(isa):
+                    grads.append(op.backward_op(gs, xs, *ps, *op.settings()))
+            assert all(torch.equal(a, b) for a, b in zip(*grads)) == (dtype == torch.float32), (name, dtype)
 
 
 def test_environment_variable_forces_portable_path():

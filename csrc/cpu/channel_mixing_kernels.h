@@ -35,8 +35,9 @@ inline void channel_mlp_backward_block(const MixingArgs<T>& a, int R, const S* d
   // bf16 dot products, fp32 accumulation: dZ, A, dH and U are rounded to bf16 as the reference
   // under autocast rounds them (its backward GEMMs take bf16 operands), W1 and W2 come as pair
   // strips. The weight gradients read dZ^T and dH^T as pair strips over the block's rows
-  // (gemm_bf16_tn), so nothing is transposed; the bias gradients sum the fp32 values.
-  if constexpr (std::is_same_v<T, bf16>)
+  // (gemm_bf16_tn), so nothing is transposed; the bias gradients sum the fp32 values. Also for
+  // fp32 x with bf16 weights (the post-norm form under autocast).
+  if constexpr (!std::is_same_v<T, double>)
     if (a.w2_dot) {
       const int R2 = depth_pairs(R), D2 = depth_pairs(D), H2 = depth_pairs(H);
       bf16* dz_cols = dot;  // pair strips over rows: R2 x (D or H) pairs each
@@ -217,18 +218,21 @@ void channel_mixing_forward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, 
 #if defined(MK_BF16_DOT)
   // bf16 dot products: fc1's operand (LN(X) in the Block form, else X) and GELU(H) are rounded to
   // bf16 rows as they are made (as the reference under autocast rounds them), W1^T and W2^T are
-  // bf16 pair strips. Without a LayerNorm and with an even D, X's rows are that operand as they
-  // are. A training forward saves H = U W1^T + b1 of these products.
-  if constexpr (std::is_same_v<T, bf16>)
+  // bf16 pair strips. Without a LayerNorm and with an even D, bf16 X's rows are that operand as
+  // they are. A training forward saves H = U W1^T + b1 of these products. fp32 x comes with bf16
+  // weights in the post-norm form under autocast: its residual and LayerNorm stay fp32.
+  if constexpr (!std::is_same_v<T, double>)
     if (a.fc1_dot) {
       const int D2 = depth_pairs(D), H2 = depth_pairs(H);
-      const bool x_as_is = a.form != MixingForm::Block && D % 2 == 0;
+      const bool x_as_is = std::is_same_v<T, bf16> && a.form != MixingForm::Block && D % 2 == 0;
       bf16* u_rows = reinterpret_cast<bf16*>(u);  // R x 2 D2: fits in u's R x D floats
       bf16* act_rows = reinterpret_cast<bf16*>(act + kChannelRowBlock * H);  // R x 2 H2
       return run(
           [&](const T* x, int R, const auto& epi) {
+            const bf16* rows = u_rows;
+            if constexpr (std::is_same_v<T, bf16>) rows = x_as_is ? x : u_rows;
             if (!x_as_is) mlp_input_bf16_rows(a, x, R, D, u_rows);
-            gemm_bf16(R, H, D2, x_as_is ? x : u_rows, 2 * D2, a.fc1_dot, epi);
+            gemm_bf16(R, H, D2, rows, 2 * D2, a.fc1_dot, epi);
           },
           [&](int R, const auto& epi) {
             gelu_bf16_rows(act, H, R, H, a.tanh_gelu, act_rows);

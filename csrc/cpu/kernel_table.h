@@ -20,14 +20,16 @@ template <class T> constexpr OpKernels<T> op_kernels() {
 
 inline const KernelTable& kernel_table() {
 #if defined(MK_BF16_DOT)
-  // The AVX-512 table with the bf16 kernels that use dot products (the forwards, the channel and
-  // patch backwards); everything else (fp32, the other backwards) is the same code, so it is taken
-  // from that table rather than compiled again.
+  // The AVX-512 table with the kernels that use bf16 dot products: the bf16 mixing and patch
+  // forwards and backwards, and the fp32 channel kernels, which take them for bf16 weights (the
+  // post-norm form under autocast). Everything else (other fp32 kernels, bf16 gating and Fourier
+  // mixing) is the same code, so it is taken from that table rather than compiled again.
   static const KernelTable table = [] {
     KernelTable t = avx512_kernel_table();
     t.isa = MK_ISA_NAME;
-    t.b16.token.forward = &token_mixing_forward<bf16>;
+    t.b16.token = {&token_mixing_forward<bf16>, &token_mixing_backward<bf16>};
     t.b16.channel = {&channel_mixing_forward<bf16>, &channel_mixing_backward<bf16>};
+    t.f32.channel = {&channel_mixing_forward<float>, &channel_mixing_backward<float>};
     t.b16.patch = {&patch_embed_forward<bf16>, &patch_embed_backward<bf16>};
     t.b16.blocks.forward = &mixer_blocks_forward<bf16>;
     t.bf16_dot = true;

@@ -21,6 +21,13 @@ struct Params {  // the six parameter tensors, in schema order (no LN ones for t
   MixingForm form;
   const at::Tensor &ln_w, &ln_b, &w1, &b1, &w2, &b2;
   bool normalized() const { return form != MixingForm::BareMlp; }
+  // The post-norm form under autocast (mixerkern/ops/channel_mixing_postnorm.py): bf16 GEMM weights
+  // with fp32 x. The GEMMs then take bf16 operands, the residual and LayerNorm stay fp32, as
+  // autocast runs Linear and LayerNorm.
+  bool bf16_weights(const at::Tensor& x) const {
+    return form == MixingForm::PostNorm && x.scalar_type() == at::kFloat && w1.scalar_type() == at::kBFloat16 &&
+           w2.scalar_type() == at::kBFloat16;
+  }
 };
 
 // `op` and `prefix` name the op and its parameters in messages (mixer_blocks: "block 0 token_", ...).
@@ -31,7 +38,9 @@ void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::st
               shape_str(x.sizes()));
   const std::string ln_w = prefix + "ln_weight", ln_b = prefix + "ln_bias", w1 = prefix + "fc1_weight",
                     b1 = prefix + "fc1_bias", w2 = prefix + "fc2_weight", b2 = prefix + "fc2_bias";
-  check_dtypes_devices(name, x, {{w1.c_str(), &p.w1}, {b1.c_str(), &p.b1}, {w2.c_str(), &p.w2}, {b2.c_str(), &p.b2}});
+  check_dtypes_devices(name, x, {{b1.c_str(), &p.b1}, {b2.c_str(), &p.b2}});
+  if (p.bf16_weights(x)) check_dtypes_devices(name, p.w1, {{w2.c_str(), &p.w2}});
+  else check_dtypes_devices(name, x, {{w1.c_str(), &p.w1}, {w2.c_str(), &p.w2}});
   if (p.normalized()) check_dtypes_devices(name, x, {{ln_w.c_str(), &p.ln_w}, {ln_b.c_str(), &p.ln_b}});
   TORCH_CHECK(p.w1.dim() == 2, "mixerkern.", name, ": ", w1, " must be 2-D, got shape ", shape_str(p.w1.sizes()));
   const int64_t P = x.size(1), D = x.size(2), H = p.w1.size(0);
@@ -51,7 +60,7 @@ void check_inputs(MixingKind kind, const at::Tensor& x, const Params& p, c10::st
 // Compute-type copies of the parameters in the layouts the kernels read, plus the scalar settings.
 template <class T> struct Prepared {
   using S = compute_t<T>;
-  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t, w2t_strips, fc1_dot, fc2_dot, w1_dot, w2_dot;
+  at::Tensor ln_w, ln_b, w1, b1, w2, b2, w1t, w2t, w2t_strips, fc1_dot, fc2_dot, w1_dot, w2_dot, w1t_dot;
   MixingArgs<T> args;
 
   // forward: also pack W2^T in strips for the channel forwards' fc2 (the backwards do not read it).
@@ -66,16 +75,20 @@ template <class T> struct Prepared {
     args.form = p.form;
     b1 = prep(p.b1); b2 = prep(p.b2);
     bool dot = false;  // the bf16-dot forwards read only their bf16 layouts: no fp32 weights at all
-    if constexpr (std::is_same_v<T, bf16>)
-      if (active_kernels().bf16_dot) {
+    if constexpr (!std::is_same_v<T, double>)
+      if (active_kernels().bf16_dot && (std::is_same_v<T, bf16> || p.bf16_weights(x))) {
         if (forward) {
           prepare_bf16_dot(kind, p);
           dot = true;
-        } else if (!forward && kind == MixingKind::Channel) {  // W1, W2 as the backward's B operands
-          w1_dot = bf16_pair_strips(p.w1);
+        } else {  // the backward's (MixingArgs::w1_dot)
           w2_dot = bf16_pair_strips(p.w2);
-          args.w1_dot = data<bf16>(w1_dot);
           args.w2_dot = data<bf16>(w2_dot);
+          w1_dot = kind == MixingKind::Token ? bf16_depth_rows(p.w1.t()) : bf16_pair_strips(p.w1);
+          args.w1_dot = data<bf16>(w1_dot);
+          if (kind == MixingKind::Token) {
+            w1t_dot = bf16_pair_strips(p.w1.t());
+            args.w1t_dot = data<bf16>(w1t_dot);
+          }
         }
       }
     if (!dot) {
@@ -103,11 +116,8 @@ template <class T> struct Prepared {
   // W1, W2 as rows with the depth padded to even, channel mixing's W1^T, W2^T as pair strips.
   void prepare_bf16_dot(MixingKind kind, const Params& p) {
     const at::Tensor &w1b = p.w1, &w2b = p.w2;  // bf16, as x (check_inputs)
-    auto rows = [](const at::Tensor& w) {  // (M, K) -> (M, 2 depth_pairs(K))
-      return at::constant_pad_nd(w, {0, 2 * depth_pairs(int(w.size(1))) - w.size(1)}).contiguous();
-    };
-    fc1_dot = kind == MixingKind::Token ? rows(w1b) : bf16_pair_strips(w1b.t());
-    fc2_dot = kind == MixingKind::Token ? rows(w2b) : bf16_pair_strips(w2b.t());
+    fc1_dot = kind == MixingKind::Token ? bf16_depth_rows(w1b) : bf16_pair_strips(w1b.t());
+    fc2_dot = kind == MixingKind::Token ? bf16_depth_rows(w2b) : bf16_pair_strips(w2b.t());
     args.fc1_dot = data<bf16>(fc1_dot);
     args.fc2_dot = data<bf16>(fc2_dot);
   }
@@ -228,9 +238,9 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
   // Token mixing accumulates dW1 transposed (num_patches x hidden); see token_mixing_kernels.h.
   at::Tensor dw1 = kind == MixingKind::Token ? part(2 * D, n1).view({fc1_weight.size(1), H}).t()
                                              : part(2 * D, n1).view(fc1_weight.sizes());
-  auto out = [&](const at::Tensor& t) { return t.to(x.scalar_type()).contiguous(); };
-  return {dx, out(part(0, D)), out(part(D, D)), out(dw1), out(part(2 * D + n1, H)),
-          out(part(2 * D + n1 + H, n2).view(fc2_weight.sizes())), out(part(2 * D + n1 + H + n2, nb2))};
+  auto out = [&](const at::Tensor& t, const at::Tensor& like) { return t.to(like.scalar_type()).contiguous(); };
+  return {dx, out(part(0, D), x), out(part(D, D), x), out(dw1, fc1_weight), out(part(2 * D + n1, H), x),
+          out(part(2 * D + n1 + H, n2).view(fc2_weight.sizes()), fc2_weight), out(part(2 * D + n1 + H + n2, nb2), x)};
 }
 
 namespace {

@@ -49,9 +49,11 @@ template <class T> struct MixingArgs : Activations<T>, ActivationSettings {
   // mixing's W1 (H x P) and W2 (P x H) as A operands (rows), channel mixing's W1^T (D x H) and
   // W2^T (H x D) as B operands (pair strips).
   const bf16 *fc1_dot = nullptr, *fc2_dot = nullptr;
-  // The bf16-dot channel backwards' weights: W1 (H x D) and W2 (D x H) as pair strips, the B
-  // operands of dU = dH W1 and dZ W2 (null otherwise: the backward computes in fp32).
-  const bf16 *w1_dot = nullptr, *w2_dot = nullptr;
+  // The bf16-dot backwards' weights (null otherwise: the backward computes in fp32). W2 as pair
+  // strips (B of dZ W2, dZ^T W2); W1 as pair strips for channel mixing (B of dU = dH W1), W1^T as
+  // rows for token mixing (A of dU = W1^T dH), which also reads W1^T as pair strips (B of its
+  // recomputed H^T = U^T W1^T).
+  const bf16 *w1_dot = nullptr, *w2_dot = nullptr, *w1t_dot = nullptr;
   // The activations the backward would otherwise recompute with GEMMs (null: recompute them).
   // The forward of a training step writes them, its backward reads them (layout: see
   // channel_saved_cols).
@@ -193,8 +195,8 @@ struct KernelTable {
   OpKernels<float> f32;
   OpKernels<bf16> b16;
   OpKernels<double> f64;  // generic table only
-  // b16's mixing and patch forwards take MixingArgs::fc1_dot / fc2_dot, PatchArgs::wt_dot; the channel
-  // and patch backwards MixingArgs::w1_dot / w2_dot, PatchArgs::w_dot
+  // b16's mixing and patch forwards take MixingArgs::fc1_dot / fc2_dot, PatchArgs::wt_dot; their
+  // backwards MixingArgs::w1_dot / w2_dot / w1t_dot, PatchArgs::w_dot
   bool bf16_dot = false;
 };
 
@@ -219,8 +221,14 @@ inline size_t strip_packed_elems(int K, int N) { return size_t(column_strips(N))
 inline int depth_pairs(int K) { return (K + 1) / 2; }
 // Forward: U in strips, one strip of H; with bf16 dot products U's strips as bf16 pairs in U's
 // place, and GELU(H)'s strip as bf16 pairs (depth_pairs(H) pair rows of 64 columns = 64 floats' bytes each).
+// The bf16-dot token backward's operands, in floats: U and dZ as pair strips over P, dH over H,
+// A^T and dH^T over D, and P bf16 rows of D (dZ's, then U's).
+inline size_t token_dot_scratch(int P, int D, int H) {
+  const size_t P2 = size_t(depth_pairs(P)), D2 = size_t(depth_pairs(D)), H2 = size_t(depth_pairs(H));
+  return kStripCols * ((2 * P2 + H2) * column_strips(D) + 2 * D2 * column_strips(H)) + size_t(P) * D2;
+}
 inline size_t token_scratch(int P, int D, int H, bool backward) {
-  if (backward) return 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P);
+  if (backward) return 3 * size_t(P) * D + 3 * size_t(H) * D + 2 * size_t(P) + token_dot_scratch(P, D, H);
   return strip_packed_elems(P, D) + size_t(H) * kStripCols + size_t(depth_pairs(H)) * kStripCols;
 }
 // The bf16-dot channel backward's operands (channel_mlp_backward_block), in floats: dZ, U, A and dH

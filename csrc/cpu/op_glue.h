@@ -54,6 +54,11 @@ inline at::Tensor bf16_pair_strips(const at::Tensor& b) {
       .view({K2, 2, strips, kStripCols}).permute({2, 0, 3, 1}).contiguous();
 }
 
+// A (M, K) of a bf16-dot GEMM as gemm_bf16.h's rows: (M, 2 depth_pairs(K)), the pad column zero.
+inline at::Tensor bf16_depth_rows(const at::Tensor& a) {
+  return at::constant_pad_nd(a, {0, 2 * depth_pairs(int(a.size(1))) - a.size(1)}).contiguous();
+}
+
 // Calls f(T{}) with T the storage type of x's dtype.
 template <class F> void with_storage_type(at::ScalarType st, F&& f) {
   if (st == at::kFloat) f(float{});

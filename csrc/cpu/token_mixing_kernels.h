@@ -266,13 +266,36 @@ void token_mixing_backward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compu
   S* dh_t = act_t + D * H;    // D x H   GELU'(H)^T, then dH^T
   S* mean = dh_t + D * H;     // P
   S* rstd = mean + P;         // P
+  const auto gelu_grad = [&](int i, int j, V v, M m) {  // dH^T = (dZ^T W2) * GELU'(H)^T
+    S* p = dh_t + i * H + j;
+    (v * V::load(p, m)).store(p, m);
+  };
+  // bf16 dot products (token_dot_scratch after the fp32 tiles): every GEMM operand rounded to bf16
+  // as autocast's reference rounds it, fp32 accumulation. Transposed operands (U^T, dZ^T) are read
+  // as pair strips over the patches (gemm_bf16_tn); W1^T and W2 come as pair strips, W1^T also as
+  // rows (MixingArgs::w1t_dot, w2_dot, w1_dot).
+  [[maybe_unused]] const bool dot = std::is_same_v<T, bf16> && a.w2_dot;
+  [[maybe_unused]] const int P2 = depth_pairs(P), D2 = depth_pairs(D), H2 = depth_pairs(H);
+  [[maybe_unused]] bf16* const u_cols = reinterpret_cast<bf16*>(rstd + P);
+  [[maybe_unused]] bf16* const dz_cols = u_cols + size_t(P2) * column_strips(D) * 2 * kStripCols;
+  [[maybe_unused]] bf16* const dh_cols = dz_cols + size_t(P2) * column_strips(D) * 2 * kStripCols;  // dH over H
+  [[maybe_unused]] bf16* const act_cols = dh_cols + size_t(H2) * column_strips(D) * 2 * kStripCols;  // A^T over D
+  [[maybe_unused]] bf16* const dht_cols = act_cols + size_t(D2) * column_strips(H) * 2 * kStripCols;  // dH^T over D
+  [[maybe_unused]] bf16* const rows = dht_cols + size_t(D2) * column_strips(H) * 2 * kStripCols;  // P x 2 D2: dZ, then U
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t base = b * P * D;
     const T* x = a.x + base;
     const T* gout = a.grad_out + base;
     const S* ux = mlp_input<V>(a, x, P, D, u, mean, rstd);
     // H^T = U^T W1^T (D x H): U^T(d, p) = ux[p D + d].
-    gemm<V>(D, H, P, ux, 1, D, a.w1t, H, StoreBiased<V, false>{act_t, H, a.b1});
+    const StoreBiased<V, false> biased{act_t, H, a.b1};
+#if defined(MK_BF16_DOT)
+    if (dot) {
+      pack_bf16_pair_strips(ux, D, P, D, u_cols);
+      gemm_bf16_tn(D, H, P2, u_cols, a.w1t_dot, biased);
+    } else
+#endif
+      gemm<V>(D, H, P, ux, 1, D, a.w1t, H, biased);
     gelu_inplace(act_t, dh_t, int64_t(D) * H, a.tanh_gelu);
     for (int p = 0; p < P; ++p) {
       S rowsum = 0;
@@ -285,12 +308,27 @@ void token_mixing_backward(const MixingArgs<T>& a, int64_t b0, int64_t b1, compu
       }
       g.b2[p] += rowsum;
     }
+#if defined(MK_BF16_DOT)
+    if (dot) {
+      pack_bf16_rows(dz, D, P, D, rows);
+      pack_bf16_pair_strips(act_t, H, D, H, act_cols);
+      gemm_bf16(P, H, D2, rows, 2 * D2, act_cols, AccumulateTo<V>{g.w2, H});  // dW2 += dZ A^T
+      pack_bf16_pair_strips(dz, D, P, D, dz_cols);
+      gemm_bf16_tn(D, H, P2, dz_cols, a.w2_dot, gelu_grad);
+      add_column_sums<V>(dh_t, D, H, g.b1);
+      pack_bf16_rows(ux, D, P, D, rows);
+      pack_bf16_pair_strips(dh_t, H, D, H, dht_cols);
+      gemm_bf16(P, H, D2, rows, 2 * D2, dht_cols, AccumulateTo<V>{g.w1, H});  // dW1^T += U dH^T (P x H)
+      transpose(dh_t, D, H, dh);
+      pack_bf16_pair_strips(dh, D, H, D, dh_cols);
+      gemm_bf16(P, D, H2, a.w1_dot, 2 * H2, dh_cols, StoreTo<V>{du, D});  // dU = W1^T dH
+      mlp_input_grad<V>(a, x, du, gout, P, D, mean, rstd, g, a.out + base);
+      continue;
+    }
+#endif
     gemm<V>(P, H, D, dz, D, 1, act_t, H, AccumulateTo<V>{g.w2, H});  // dW2 += dZ A^T
-    // dH^T = (dZ^T W2) * GELU'(H)^T: dZ^T(d, p) = dz[p D + d].
-    gemm<V>(D, H, P, dz, 1, D, a.w2, H, [&](int i, int j, V v, M m) {
-      S* p = dh_t + i * H + j;
-      (v * V::load(p, m)).store(p, m);
-    });
+    // dZ^T(d, p) = dz[p D + d].
+    gemm<V>(D, H, P, dz, 1, D, a.w2, H, gelu_grad);
     add_column_sums<V>(dh_t, D, H, g.b1);
     gemm<V>(P, H, D, ux, D, 1, dh_t, H, AccumulateTo<V>{g.w1, H});  // dW1^T += U dH^T (P x H)
     transpose(dh_t, D, H, dh);

@@ -41,6 +41,10 @@ class FusedOp:
     cost a GEMM as large as the forward's. ``normalized`` says whether the op has a LayerNorm (and so an
     ``eps``), ``activation`` whether it has a GELU and dropout (and so the settings for them).
     ``autocast``: whether autocast runs the op in its lower precision, as it does Linear.
+    ``autocast_weights``: for an op that autocast keeps in x's precision, the GEMM weights that it
+    casts instead, as autocast casts a Linear's weight: the compiled CPU kernels then take bf16
+    GEMM operands with fp32 x, while the residual and LayerNorm stay fp32. Those parameters may be
+    bfloat16 with float32 x in any call.
     ``reference`` is the plain-PyTorch math (mixerkern.reference.functional), called as
     ``reference(x, *params, **op.reference_kwargs(...))``.
 
@@ -55,8 +59,10 @@ class FusedOp:
     def __init__(self, name: str, param_names: tuple[str, ...], reference: Callable, expected_shapes: Callable,
                  layout: str, output_shape: Callable = lambda x_shape, shapes: x_shape, activation: bool = True,
                  normalized: bool = True, autocast: bool = True, saved_shape: Callable | None = None,
-                 x_dims: int = 3, cuda: str = "triton", x_grad_optional: bool = False):
+                 x_dims: int = 3, cuda: str = "triton", x_grad_optional: bool = False,
+                 autocast_weights: tuple[str, ...] = ()):
         self.name, self.param_names, self.reference = name, param_names, reference
+        self.autocast_weights = autocast_weights
         self.expected_shapes, self.output_shape, self.activation = expected_shapes, output_shape, activation
         self.normalized, self.autocast, self.saved_shape = normalized, autocast, saved_shape
         self.layout = layout  # human-readable layout of x and the weights, for error messages
@@ -98,8 +104,10 @@ class FusedOp:
         for arg, t in tensors.items():
             if t.dtype not in supported:
                 raise TypeError(f"{where}: {arg} must be {names} on {x.device.type}, got {t.dtype}")
-            if t.dtype != x.dtype:
-                raise TypeError(f"{where}: {arg} has dtype {t.dtype} but x has {x.dtype}; all must match")
+            if t.dtype != x.dtype and not self._bf16_weights(x, tensors):
+                raise TypeError(f"{where}: {arg} has dtype {t.dtype} but x has {x.dtype}; all must match"
+                                + (f" (or {' and '.join(self.autocast_weights)} are bfloat16 with float32 x)"
+                                   if self.autocast_weights else ""))
             if t.device != x.device:
                 raise ValueError(f"{where}: {arg} is on {t.device} but x is on {x.device}; all must match")
         shapes = {arg: tuple(t.shape) for arg, t in zip(self.param_names, params)}
@@ -115,6 +123,13 @@ class FusedOp:
             raise ValueError(f"{where}: approximate must be 'none' or 'tanh', got {approximate!r}")
         if not 0.0 <= dropout_p < 1.0:
             raise ValueError(f"{where}: dropout_p must be in [0, 1), got {dropout_p}")
+
+    def _bf16_weights(self, x, tensors: dict) -> bool:
+        """Whether the call is the mixed form (see autocast_weights): fp32 x on the CPU, exactly the
+        autocast_weights in bf16, everything else fp32."""
+        return (bool(self.autocast_weights) and x.dtype == torch.float32 and x.device.type == "cpu"
+                and all((t.dtype == torch.bfloat16) == (arg in self.autocast_weights) or t.dtype == x.dtype
+                        and arg not in self.autocast_weights for arg, t in tensors.items() if arg != "x"))
 
     def out_shape(self, x, params) -> tuple:
         """The shape of the op's output for input x and parameters params."""
@@ -248,6 +263,10 @@ class FusedOp:
             # Mirror autocast's treatment of Linear: run the whole fused op in the autocast dtype.
             dtype = torch.get_autocast_dtype(x.device.type)
             x, params = x.to(dtype), tuple(p.to(dtype) for p in params)
+        elif (self.autocast_weights and x.device.type == "cpu" and x.dtype == torch.float32 and not self._fallback
+              and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16):
+            params = tuple(p.to(torch.bfloat16) if n in self.autocast_weights else p
+                           for n, p in zip(self.param_names, params))
         self.check(x, params, approximate, dropout_p)  # clear errors before dispatch picks a device
         seed = _dropout.draw_seed() if self.activation and dropout_p > 0 else None
         eps = 1e-6 if eps is None else float(eps)

@@ -17,7 +17,10 @@ def _saved_shape(x_shape, hidden):
 channel_mixing_postnorm = FusedOp("channel_mixing_postnorm", MLP_PARAMS, reference.channel_mixing_postnorm,
                                   expected_shapes, layout="(B, tokens, dim) with fc1_weight (hidden, dim)",
                                   # Its output is LN2's, which autocast keeps in fp32, as it does the
-                                  # residual stream: so the op stays in x's precision, as fourier_mixing
-                                  # does (LN weight/bias gradients summed over B*P rows suffer most from
-                                  # bf16). Explicit bf16 inputs run in bf16.
-                                  autocast=False, saved_shape=_saved_shape)
+                                  # residual stream: so x, the output and the LayerNorm stay in x's
+                                  # precision, as in fourier_mixing (LN weight/bias gradients summed
+                                  # over B*P rows suffer most from bf16), while autocast casts fc1's
+                                  # and fc2's weights, as it does a Linear's: the GEMMs take bf16
+                                  # operands. Explicit bf16 inputs run in bf16.
+                                  autocast=False, autocast_weights=("fc1_weight", "fc2_weight"),
+                                  saved_shape=_saved_shape)
