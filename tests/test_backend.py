@@ -114,6 +114,16 @@ def test_failed_build_is_an_error_when_compiled_kernels_are_required(tmp_path):
     assert lenient.returncode == 0 and lenient.stdout.split()[-1] == "reference-fallback", lenient.stderr
 
 
+def test_build_command_fails_when_the_compiler_does(tmp_path):
+    """`python -m mixerkern.build` after the import's quiet build failed: it must show the failure
+    and exit non-zero, not report the stale (here: absent) library as built."""
+    env = dict(MIXERKERN_BUILD_DIR=str(tmp_path), CXX="false", MIXERKERN_DISABLE_CPP="", MIXERKERN_REQUIRE_COMPILED="0")
+    result = subprocess.run([sys.executable, "-m", "mixerkern.build"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, **env})
+    assert result.returncode != 0 and "the C++ build failed" in result.stderr, result.stdout + result.stderr
+    assert "built:" not in result.stdout
+
+
 def test_cuda_kernels_are_registered_without_touching_a_gpu_or_importing_triton():
     code = ("import sys, torch, mixerkern\n"
             "print('triton' in sys.modules, torch.cuda.is_initialized())\n"
