@@ -114,20 +114,21 @@ void patch_embed_backward(const PatchArgs<T>& a, int64_t b0, int64_t b1, compute
 #if defined(MK_BF16_DOT)
     if constexpr (std::is_same_v<T, bf16>)
       if (dot) {
-        const int rows2 = depth_pairs(rows), D2 = depth_pairs(D);
         pack_bf16_pair_strips(gb, D, rows, D, g_cols);
         pack_bf16_pair_strips(xp, K, rows, K, xp_cols);
-        gemm_bf16_tn(D, K, rows2, g_cols, xp_cols, AccumulateTo<V>{g.w, K});  // dW += G^T Xp
-        if (!a.out) continue;
-        pack_bf16_rows(gb, D, rows, D, g_rows);
-        gemm_bf16(rows, K, D2, g_rows, 2 * D2, a.w_dot, StoreTo<V>{dxp, K});  // dXp = G W
-        for (int i = 0; i < n; ++i) scatter_patches<V>(a, dxp + int64_t(i) * P * K, a.out + (b + i) * a.image_elems());
-        continue;
+        gemm_bf16_tn(D, K, depth_pairs(rows), g_cols, xp_cols, AccumulateTo<V>{g.w, K});  // dW += G^T Xp
       }
 #endif
-    gemm<V>(D, K, rows, gb, 1, D, xp, K, AccumulateTo<V>{g.w, K});  // dW += G^T Xp
+    if (!dot) gemm<V>(D, K, rows, gb, 1, D, xp, K, AccumulateTo<V>{g.w, K});  // dW += G^T Xp
     if (!a.out) continue;
-    gemm<V>(rows, K, D, gb, D, 1, wp, kStripCols, StoreTo<V>{dxp, K}, int64_t(D) * kStripCols);  // dXp = G W
+#if defined(MK_BF16_DOT)
+    if constexpr (std::is_same_v<T, bf16>)
+      if (dot) {
+        pack_bf16_rows(gb, D, rows, D, g_rows);
+        gemm_bf16(rows, K, depth_pairs(D), g_rows, 2 * depth_pairs(D), a.w_dot, StoreTo<V>{dxp, K});  // dXp = G W
+      }
+#endif
+    if (!dot) gemm<V>(rows, K, D, gb, D, 1, wp, kStripCols, StoreTo<V>{dxp, K}, int64_t(D) * kStripCols);  // dXp = G W
     for (int i = 0; i < n; ++i) scatter_patches<V>(a, dxp + int64_t(i) * P * K, a.out + (b + i) * a.image_elems());
   }
 }
