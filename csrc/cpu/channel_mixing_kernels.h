@@ -138,7 +138,7 @@ void channel_postnorm_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk
   const int D = a.dim, H = a.hidden;
   const int64_t rows = a.batch * a.patches;
   const Dropout drop = make_dropout(a);
-  constexpr int RB = kChannelRowBlock;
+  constexpr int RB = kChannelBackwardRows;
   S* u = scratch;          // R x D   X in the compute type
   S* gs = u + RB * D;      // R x D   G in the compute type
   S* z = gs + RB * D;      // R x D   Z
@@ -257,7 +257,7 @@ void channel_mixing_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk1,
   const int D = a.dim, H = a.hidden;
   const int64_t rows = a.batch * a.patches;
   const Dropout drop = make_dropout(a);
-  constexpr int RB = kChannelRowBlock;
+  constexpr int RB = kChannelBackwardRows;
   S* u = scratch;          // R x D   LN(X)
   S* dz = u + RB * D;      // R x D   G * mask
   S* du = dz + RB * D;     // R x D   dL/dU

@@ -135,8 +135,9 @@ std::vector<int64_t> saved_shape(MixingKind kind, MixingForm form, const at::Ten
 }
 at::ScalarType compute_dtype(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
 
-template <class T> int64_t units(MixingKind kind, const MixingArgs<T>& a) {
-  return kind == MixingKind::Token ? token_units(a.batch, a.patches, a.dim) : channel_units(a.batch, a.patches, a.dim);
+template <class T> int64_t units(MixingKind kind, const MixingArgs<T>& a, bool backward) {
+  return kind == MixingKind::Token ? token_units(a.batch, a.patches, a.dim)
+                                   : channel_units(a.batch, a.patches, a.dim, backward);
 }
 template <class T> size_t scratch_elems(MixingKind kind, const MixingArgs<T>& a, bool backward) {
   return kind == MixingKind::Token ? token_scratch(a.patches, a.dim, a.hidden, backward)
@@ -154,7 +155,7 @@ void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double 
     MixingArgs<T>& a = prep.args;
     bind(a);
     const auto& k = kernels_for<T>(kind);
-    parallel_units<compute_t<T>>(units(kind, a), scratch_elems(kind, a, backward),
+    parallel_units<compute_t<T>>(units(kind, a, backward), scratch_elems(kind, a, backward),
                                  [&](int64_t u0, int64_t u1, compute_t<T>* buf) { work(a, k, u0, u1, buf); });
   });
 }
