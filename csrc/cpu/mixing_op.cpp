@@ -91,7 +91,9 @@ template <class T> struct Prepared {
           }
         }
       }
-    if (!dot) {
+    // The token bf16-dot backward reads only its bf16 layouts too; the channel one keeps W1^T and
+    // W2^T for recomputing H (and Z) when the forward saved nothing.
+    if (!dot && !(args.w2_dot && kind == MixingKind::Token)) {
       w1 = prep(p.w1); w2 = prep(p.w2);
       args.w1 = w1.data_ptr<S>(); args.w2 = w2.data_ptr<S>();
       w1t = w1.t().contiguous(); w2t = w2.t().contiguous();

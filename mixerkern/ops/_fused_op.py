@@ -128,8 +128,8 @@ class FusedOp:
         """Whether the call is the mixed form (see autocast_weights): fp32 x on the CPU, exactly the
         autocast_weights in bf16, everything else fp32."""
         return (bool(self.autocast_weights) and x.dtype == torch.float32 and x.device.type == "cpu"
-                and all((t.dtype == torch.bfloat16) == (arg in self.autocast_weights) or t.dtype == x.dtype
-                        and arg not in self.autocast_weights for arg, t in tensors.items() if arg != "x"))
+                and all(t.dtype == (torch.bfloat16 if arg in self.autocast_weights else x.dtype)
+                        for arg, t in tensors.items() if arg != "x"))
 
     def out_shape(self, x, params) -> tuple:
         """The shape of the op's output for input x and parameters params."""
