@@ -120,12 +120,11 @@ void channel_postnorm_rows(const MixingArgs<T>& a, int64_t blk0, int64_t blk1, c
     const int64_t r0 = blk * kChannelRowBlock;
     const int R = int(imin64(kChannelRowBlock, rows - r0));
     const T* x = a.x + r0 * D;
-    S* saved = a.saved ? a.saved + r0 * (H + D) : nullptr;  // rows of [H | Z]
+    S* zr = a.saved ? a.saved + rows * H + r0 * D : z;  // a training step's Z goes to its plane
     fc1(x, R, StoreBiased<V, false>{act, H, a.b1});
-    if (saved) copy_rows(act, H, saved, H + D, R, H);
-    fc2(R, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, int64_t(R) * D, true});
-    if (saved) copy_rows(z, D, saved + H, H + D, R, D);
-    normalize_rows<V>(z, R, D, a.eps, a.ln_w, a.ln_b, a.out + r0 * D);
+    if (a.saved) std::memcpy(a.saved + r0 * H, act, sizeof(S) * size_t(R) * H);
+    fc2(R, ResidualOut<V, T, false, S>{x, zr, D, r0 * D, a.b2, drop, int64_t(R) * D, true});
+    normalize_rows<V>(zr, R, D, a.eps, a.ln_w, a.ln_b, a.out + r0 * D);
   }
 }
 
@@ -153,30 +152,27 @@ void channel_postnorm_backward(const MixingArgs<T>& a, int64_t blk0, int64_t blk
     const T* x = a.x + r0 * D;
     const S* ux = as_compute<V>(x, int64_t(R) * D, u);
     const S* gout = as_compute<V>(a.grad_out + r0 * D, int64_t(R) * D, gs);
-    const S* zr = z;  // Z's rows, zld apart: read in place from `saved` when it holds them
-    int64_t zld = D;
+    const S* zr = z;  // Z's rows: read in place from `saved` when it holds them
     if (a.saved) {
-      const S* saved = a.saved + r0 * (H + D);
-      for (int r = 0; r < R; ++r) gelu(saved + r * (H + D), act + r * H, dh + r * H, H, a.tanh_gelu);
-      zr = saved + H;
-      zld = H + D;
+      gelu(a.saved + r0 * H, act, dh, int64_t(R) * H, a.tanh_gelu);
+      zr = a.saved + rows * H + r0 * D;
     } else {
       gemm<V>(R, H, D, ux, D, 1, a.w1t, H, StoreBiased<V, false>{act, H, a.b1});
       gelu_inplace(act, dh, int64_t(R) * H, a.tanh_gelu);
       gemm<V>(R, D, H, act, H, 1, a.w2t, D, ResidualOut<V, T, false, S>{x, z, D, r0 * D, a.b2, drop, 0, true});
     }
+    S* dzm_rows = drop.enabled ? dzm : dz;  // dZ * mask
     for (int r = 0; r < R; ++r) {
       const int64_t o = int64_t(r) * D;
       S mean, rstd;
-      row_stats<V>(zr + r * zld, D, a.eps, &mean, &rstd);
-      row_layernorm_backward<V>(zr + r * zld, gout + o, D, a.ln_w, mean, rstd, g.ln_w, g.ln_b, [&](int j, V v, M m) {
+      row_stats<V>(zr + o, D, a.eps, &mean, &rstd);
+      row_layernorm_backward<V>(zr + o, gout + o, D, a.ln_w, mean, rstd, g.ln_w, g.ln_b, [&](int j, V v, M m) {
         v.store(dz + o + j, m);
-        if (drop.enabled) v = v * drop.factor<V>(uint64_t((r0 + r) * D + j));
-        v.store(dzm + o + j, m);
+        if (drop.enabled) (v * drop.factor<V>(uint64_t((r0 + r) * D + j))).store(dzm + o + j, m);
       });
     }
     T* dx = a.out + r0 * D;
-    channel_mlp_backward_block<V>(a, R, dzm, act, dh, ux, g, dot, [&](int i, int j, V v, M m) {  // dX = dZ + dU
+    channel_mlp_backward_block<V>(a, R, dzm_rows, act, dh, ux, g, dot, [&](int i, int j, V v, M m) {  // dX = dZ + dU
       store_as(dx + i * D + j, v + V::load(dz + i * D + j, m), m);
     });
   }

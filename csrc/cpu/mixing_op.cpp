@@ -130,7 +130,8 @@ template <class T> const MixingKernels<T>& kernels_for(MixingKind kind) {
 }
 
 // What a channel-mixing training step's forward saves for the backward (mixing_params.h), in the
-// compute type: (B, P, H), or (B, P, H + D) in the post-norm form. Token mixing saves nothing.
+// compute type: (B, P, H), or (B, P, H + D) in the post-norm form (as two planes, H then Z: see
+// channel_saved_cols). Token mixing saves nothing.
 std::vector<int64_t> saved_shape(MixingKind kind, MixingForm form, const at::Tensor& x, int64_t H) {
   TORCH_CHECK(kind == MixingKind::Channel, "mixerkern: only the channel-mixing kernels save activations");
   return {x.size(0), x.size(1), channel_saved_cols(int(x.size(2)), int(H), form)};

@@ -9,8 +9,8 @@ from .channel_mixing import expected_shapes
 
 
 def _saved_shape(x_shape, hidden):
-    """A training step's saved activations, per token: fc1's output (hidden), then the sum that LN
-    normalizes (dim)."""
+    """A training step's saved activations: fc1's output (hidden) and the sum that LN normalizes
+    (dim) of every token. The kernels keep them as two planes, all fc1 outputs then all sums."""
     return (*x_shape[:2], hidden + x_shape[2])
 
 
