@@ -64,8 +64,10 @@ template <class T> struct Prepared {
   MixingArgs<T> args;
 
   // forward: also pack W2^T in strips for the channel forwards' fc2 (the backwards do not read it).
+  // saved: the backward has the training forward's activations, so it recomputes no GEMM.
   Prepared(MixingKind kind, bool forward, const at::Tensor& x, const Params& p, double eps,
-           c10::string_view approximate, double dropout_p, const std::optional<at::Tensor>& seed) {
+           c10::string_view approximate, double dropout_p, const std::optional<at::Tensor>& seed,
+           bool saved = false) {
     const auto ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
     auto prep = [&](const at::Tensor& t) { return t.to(ct).contiguous(); };
     if (p.normalized()) {
@@ -93,7 +95,7 @@ template <class T> struct Prepared {
       }
     // The token bf16-dot backward reads only its bf16 layouts too; the channel one keeps W1^T and
     // W2^T for recomputing H (and Z) when the forward saved nothing.
-    if (!dot && !(args.w2_dot && kind == MixingKind::Token)) {
+    if (!dot && !(args.w2_dot && (kind == MixingKind::Token || saved))) {
       w1 = prep(p.w1); w2 = prep(p.w2);
       args.w1 = w1.data_ptr<S>(); args.w2 = w2.data_ptr<S>();
       w1t = w1.t().contiguous(); w2t = w2.t().contiguous();
@@ -151,10 +153,11 @@ template <class T> size_t scratch_elems(MixingKind kind, const MixingArgs<T>& a,
 // runs `work(args, kernels, u0, u1, scratch)` over the op's work units on all threads.
 template <class Bind, class Work>
 void run_parallel(MixingKind kind, const at::Tensor& x, const Params& p, double eps, c10::string_view approximate,
-                  double dropout_p, const std::optional<at::Tensor>& seed, bool backward, Bind&& bind, Work&& work) {
+                  double dropout_p, const std::optional<at::Tensor>& seed, bool backward, bool saved, Bind&& bind,
+                  Work&& work) {
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    Prepared<T> prep(kind, !backward, x, p, eps, approximate, dropout_p, seed);
+    Prepared<T> prep(kind, !backward, x, p, eps, approximate, dropout_p, seed, saved);
     MixingArgs<T>& a = prep.args;
     bind(a);
     const auto& k = kernels_for<T>(kind);
@@ -179,7 +182,7 @@ std::tuple<at::Tensor, at::Tensor> mixing_forward(MixingKind kind, MixingForm fo
                           : at::empty({0}, x.options());
   if (x.numel() == 0) return {out, saved};
   run_parallel(
-      kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/false,
+      kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/false, /*saved=*/false,
       [&](auto& a) {
         using T = std::remove_const_t<std::remove_pointer_t<decltype(a.x)>>;
         a.x = data<T>(x);
@@ -221,7 +224,7 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
   at::Tensor partials = thread_partials(x, per_thread);
   if (x.numel() > 0) {
     run_parallel(
-        kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/true,
+        kind, x, p, eps, approximate, dropout_p, seed, /*backward=*/true, use_saved,
         [&](auto& a) {
           using T = std::remove_const_t<std::remove_pointer_t<decltype(a.x)>>;
           a.x = data<T>(x);

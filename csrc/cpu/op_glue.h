@@ -47,16 +47,36 @@ template <class T> T* data(const at::Tensor& t) {
 }
 
 // B (K, N) of a bf16-dot GEMM as gemm_bf16.h's pair strips: [strip][pair][64 columns][2], zero-padded
-// past N and in the pad row of an odd K.
+// past N and in the pad row of an odd K. b is a bf16 matrix, any strides (a weight or its .t()).
+// One loop into one allocation: the pad / permute / contiguous chain it replaces cost ~16 us of
+// dispatch and copies per layout, which the ~1 ms ops at small shapes paid two or three times a call.
 inline at::Tensor bf16_pair_strips(const at::Tensor& b) {
+  TORCH_INTERNAL_ASSERT(b.dim() == 2 && b.scalar_type() == at::kBFloat16);
   const int64_t K = b.size(0), N = b.size(1), K2 = depth_pairs(int(K)), strips = column_strips(int(N));
-  return at::constant_pad_nd(b, {0, strips * kStripCols - N, 0, 2 * K2 - K})
-      .view({K2, 2, strips, kStripCols}).permute({2, 0, 3, 1}).contiguous();
+  const int64_t sk = b.stride(0), sn = b.stride(1);
+  at::Tensor out = at::empty({strips, K2, kStripCols, 2}, b.options());
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(b.data_ptr<at::BFloat16>());
+  uint16_t* dst = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  for (int64_t s = 0; s < strips; ++s)
+    for (int64_t k = 0; k < 2 * K2; k += 2)
+      for (int64_t n = s * kStripCols; n < (s + 1) * kStripCols; ++n, dst += 2) {
+        const bool in = n < N;
+        dst[0] = in ? src[k * sk + n * sn] : 0;
+        dst[1] = in && k + 1 < K ? src[(k + 1) * sk + n * sn] : 0;
+      }
+  return out;
 }
 
 // A (M, K) of a bf16-dot GEMM as gemm_bf16.h's rows: (M, 2 depth_pairs(K)), the pad column zero.
 inline at::Tensor bf16_depth_rows(const at::Tensor& a) {
-  return at::constant_pad_nd(a, {0, 2 * depth_pairs(int(a.size(1))) - a.size(1)}).contiguous();
+  TORCH_INTERNAL_ASSERT(a.dim() == 2 && a.scalar_type() == at::kBFloat16);
+  const int64_t M = a.size(0), K = a.size(1), Kp = 2 * depth_pairs(int(K)), sm = a.stride(0), sk = a.stride(1);
+  at::Tensor out = at::empty({M, Kp}, a.options());
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(a.data_ptr<at::BFloat16>());
+  uint16_t* dst = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Kp; ++k) *dst++ = k < K ? src[m * sm + k * sk] : 0;
+  return out;
 }
 
 // Calls f(T{}) with T the storage type of x's dtype.
