@@ -10,7 +10,8 @@
 // The post-norm form (channel_mixing_postnorm, FNet's feed-forward sub-layer) normalizes after the
 // residual instead of before the MLP:
 //   A = GELU(X W1^T + b1)    Z = X + Drop(A W2^T + b2)    out = LN(Z)
-// A training step's forward saves Z next to H; without them the backward recomputes both (two GEMMs):
+// A training step's forward saves Z as well as H (two planes, channel_saved_cols); without them the
+// backward recomputes both (two GEMMs):
 //   dZ = LN^T(G), then the bare form's backward with G := dZ, and dX = dZ + dU.
 #pragma once
 #include "token_mixing_kernels.h"

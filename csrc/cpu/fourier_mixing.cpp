@@ -98,7 +98,9 @@ template <class T> struct Prepared {
   Algo algo;
   FourierArgs<T> args;
 
-  Prepared(const at::Tensor& x, const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps) {
+  // transform_x: the FFT path's spectrum of x (not needed by a backward given the saved sum).
+  Prepared(const at::Tensor& x, const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps,
+           bool transform_x = true) {
     ct = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
     ln_w = ln_weight.to(ct).contiguous();
     ln_b = ln_bias.to(ct).contiguous();
@@ -115,7 +117,7 @@ template <class T> struct Prepared {
       cs = dft_matrix('c', x.size(1), ct);
       ss = dft_matrix('s', x.size(1), ct);
       args.bd = bd.data_ptr<S>(); args.cs = cs.data_ptr<S>(); args.ss = ss.data_ptr<S>();
-    } else {
+    } else if (transform_x) {
       spec = half_spectrum(x.to(ct));
       args.spec = spec.data_ptr<S>();
     }
@@ -124,30 +126,55 @@ template <class T> struct Prepared {
 
 template <class T> const auto& kernels() { return op_kernels_for<T>().fourier; }
 
-at::Tensor forward(const at::Tensor& x_in, const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps) {
+// The forward; `save`: also return x + Re FFT2 x in the compute type, for the backward (else an
+// empty tensor).
+std::tuple<at::Tensor, at::Tensor> forward_saving(const at::Tensor& x_in, const at::Tensor& ln_weight,
+                                                  const at::Tensor& ln_bias, double eps, bool save) {
   check_inputs(x_in, ln_weight, ln_bias);
   const at::Tensor x = x_in.contiguous();
   at::Tensor out = at::empty_like(x);
-  if (x.numel() == 0) return out;
+  at::Tensor saved = at::empty(save ? x.sizes() : at::IntArrayRef{0}, x.options().dtype(compute_dtype(x)));
+  if (x.numel() == 0) return {out, saved};
   with_storage_type(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     Prepared<T> prep(x, ln_weight, ln_bias, eps);
     FourierArgs<T>& a = prep.args;
     a.out = data<T>(out);
+    if (save) a.saved = saved.data_ptr<compute_t<T>>();
     const auto& k = kernels<T>();
     parallel_units<compute_t<T>>(a.batch, fourier_scratch(a.tokens, a.dim, false),
                                  [&](int64_t b0, int64_t b1, compute_t<T>* buf) { k.forward(a, b0, b1, buf); });
   });
-  return out;
+  return {out, saved};
+}
+
+at::Tensor forward(const at::Tensor& x, const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps) {
+  return std::get<0>(forward_saving(x, ln_weight, ln_bias, eps, false));
+}
+
+std::tuple<at::Tensor, at::Tensor> train(const at::Tensor& x, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
+                                         double eps) {
+  return forward_saving(x, ln_weight, ln_bias, eps, true);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& x_in,
                                                         const at::Tensor& ln_weight, const at::Tensor& ln_bias,
-                                                        double eps) {
+                                                        double eps, const std::optional<at::Tensor>& saved_in) {
   check_inputs(x_in, ln_weight, ln_bias);
   TORCH_CHECK(grad_out.sizes() == x_in.sizes() && grad_out.scalar_type() == x_in.scalar_type(), "mixerkern.", kOp,
               "_backward: grad_out must match x in shape and dtype, got ", shape_str(grad_out.sizes()), " ",
               grad_out.scalar_type());
+  // An empty `saved` (what the CUDA kernels' forward returns) means: transform x again.
+  const bool use_saved = saved_in.has_value() && saved_in->numel() > 0;
+  at::Tensor saved;
+  if (use_saved) {
+    TORCH_CHECK(saved_in->sizes() == x_in.sizes() && saved_in->scalar_type() == compute_dtype(x_in) &&
+                    saved_in->device().is_cpu(),
+                "mixerkern.", kOp, "_backward: saved must be what ", kOp, "_train returned for this x: shape ",
+                shape_str(x_in.sizes()), ", ", compute_dtype(x_in), " on the CPU; got ", shape_str(saved_in->sizes()),
+                ", ", saved_in->scalar_type(), " on ", saved_in->device());
+    saved = saved_in->contiguous();
+  }
   const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
   at::Tensor dx = at::empty_like(x);
   const int64_t D = x.size(2);
@@ -156,8 +183,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
     with_storage_type(x.scalar_type(), [&](auto tag) {
       using T = decltype(tag);
       using S = compute_t<T>;
-      Prepared<T> prep(x, ln_weight, ln_bias, eps);
+      Prepared<T> prep(x, ln_weight, ln_bias, eps, /*transform_x=*/!use_saved);
       FourierArgs<T>& a = prep.args;
+      if (use_saved) a.saved = saved.data_ptr<S>();
       a.grad_out = data<T>(g);
       a.out = data<T>(dx);
       at::Tensor dv;
@@ -187,6 +215,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
 
 TORCH_LIBRARY_IMPL(mixerkern, CPU, m) {
   m.impl("fourier_mixing", &mixerkern::cpu::forward);
+  m.impl("fourier_mixing_train", &mixerkern::cpu::train);
   m.impl("fourier_mixing_backward", &mixerkern::cpu::backward);
 }
 

@@ -6,6 +6,7 @@
 //   P = C_S Yr,  Q = S_S Yi,  Z[:, k] = P[:, k] + Q[:, k],  Z[:, D-k] = P[:, k] - Q[:, k].
 // The map X -> Z is self-adjoint (F_S, F_D are symmetric), so the backward applies it again:
 //   dV = LN^T(G),  dX = dV + Z(dV).
+// A training step's forward saves X + Z, so that its backward transforms only dV.
 #pragma once
 #include "gemm.h"
 #include "layernorm.h"
@@ -87,10 +88,11 @@ void fourier_mixing_forward(const FourierArgs<T>& a, int64_t b0, int64_t b1, com
     T* out = a.out + b * ns * D;
     fourier_mix<V>(a, b, x, w.z, w);
     for (int s = 0; s < ns; ++s) {
-      add_rows<V>(x + int64_t(s) * D, w.z + int64_t(s) * D, D, w.row);
+      S* row = a.saved ? a.saved + (b * ns + s) * D : w.row;
+      add_rows<V>(x + int64_t(s) * D, w.z + int64_t(s) * D, D, row);
       S mu, rs;
-      row_stats<V>(w.row, D, a.eps, &mu, &rs);
-      row_normalize<V>(w.row, D, mu, rs, a.ln_w, a.ln_b, out + int64_t(s) * D);
+      row_stats<V>(row, D, a.eps, &mu, &rs);
+      row_normalize<V>(row, D, mu, rs, a.ln_w, a.ln_b, out + int64_t(s) * D);
     }
   }
 }
@@ -108,14 +110,15 @@ void fourier_mixing_backward(const FourierArgs<T>& a, int64_t b0, int64_t b1, co
     const T* x = a.x + base;
     const T* gout = a.grad_out + base;
     S* dv = a.dv ? a.dv + base : w.dv;
-    fourier_mix<V>(a, b, x, w.z, w);
+    if (!a.saved) fourier_mix<V>(a, b, x, w.z, w);
     for (int s = 0; s < ns; ++s) {
       const int64_t r = int64_t(s) * D;
-      add_rows<V>(x + r, w.z + r, D, w.row);
+      const S* row = a.saved ? a.saved + base + r : w.row;
+      if (!a.saved) add_rows<V>(x + r, w.z + r, D, w.row);
       S mu, rs;
-      row_stats<V>(w.row, D, a.eps, &mu, &rs);
+      row_stats<V>(row, D, a.eps, &mu, &rs);
       for (int j = 0; j < D; j += kLanes) load_as(gout + r + j, V::mask(D - j)).store(w.grow + j, V::mask(D - j));
-      row_layernorm_backward<V>(w.row, w.grow, D, a.ln_w, mu, rs, g.ln_w, g.ln_b,
+      row_layernorm_backward<V>(row, w.grow, D, a.ln_w, mu, rs, g.ln_w, g.ln_b,
                                 [&](int j, V d, M m) { d.store(dv + r + j, m); });
     }
     if (a.dv) continue;  // FFT path: the glue transforms dv, then add_spectrum finishes

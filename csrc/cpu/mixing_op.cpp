@@ -138,7 +138,6 @@ std::vector<int64_t> saved_shape(MixingKind kind, MixingForm form, const at::Ten
   TORCH_CHECK(kind == MixingKind::Channel, "mixerkern: only the channel-mixing kernels save activations");
   return {x.size(0), x.size(1), channel_saved_cols(int(x.size(2)), int(H), form)};
 }
-at::ScalarType compute_dtype(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
 
 template <class T> int64_t units(MixingKind kind, const MixingArgs<T>& a, bool backward) {
   return kind == MixingKind::Token ? token_units(a.batch, a.patches, a.dim)

@@ -114,6 +114,9 @@ template <class T> struct FourierArgs : Activations<T> {
   // tokens, H) complex as interleaved (re, im); dv = dL/d(x + Re FFT2 x), (batch, tokens, dim).
   const S* spec = nullptr;
   S* dv = nullptr;
+  // A training step's forward writes the sum the LayerNorm normalizes, x + Re FFT2 x (batch,
+  // tokens, dim); its backward reads it instead of transforming x again (null: recompute).
+  S* saved = nullptr;
 };
 
 template <class S> struct LayerNormGradPartials {

@@ -109,10 +109,12 @@ template <class S, class Work> void parallel_units(int64_t units, size_t scratch
   });
 }
 
+// The kernels' compute type for x: float64 for float64, else float32 (also the saved activations').
+inline at::ScalarType compute_dtype(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
 // Per-thread partial sums of the parameter gradients: one zeroed row of `per_thread` per thread.
 inline at::Tensor thread_partials(const at::Tensor& x, int64_t per_thread) {
-  const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  return at::zeros({at::get_num_threads(), per_thread}, x.options().dtype(ct));
+  return at::zeros({at::get_num_threads(), per_thread}, x.options().dtype(compute_dtype(x)));
 }
 
 }}  // namespace mixerkern::cpu

@@ -48,8 +48,9 @@ class FusedOp:
     ``reference`` is the plain-PyTorch math (mixerkern.reference.functional), called as
     ``reference(x, *params, **op.reference_kwargs(...))``.
 
-    ``saved_shape(x_shape, hidden)``, for the MLP ops, gives the shape of the activations a training
-    step's forward saves so that the backward need not recompute them with GEMMs. Such an op also
+    ``saved_shape(x_shape, param_shapes)`` gives the shape of the activations a training step's
+    forward saves so that the backward need not recompute them (with GEMMs, or an FFT); the
+    parameter shapes come as a dict keyed by parameter name. Such an op also
     gets ``<name>_train``, the same forward returning ``(out, saved)``, which the functional entry
     point calls whenever autograd records; its backward passes ``saved`` on to ``<name>_backward``.
     The C++ kernels save the activations in fp32 (fp64 for fp64 x); the CUDA kernels and the
@@ -131,9 +132,13 @@ class FusedOp:
                 and all(t.dtype == (torch.bfloat16 if arg in self.autocast_weights else x.dtype)
                         for arg, t in tensors.items() if arg != "x"))
 
+    def param_shapes(self, params) -> dict:
+        """{parameter name: shape} of params (in the op's parameter order)."""
+        return {n: tuple(p.shape) for n, p in zip(self.param_names, params)}
+
     def out_shape(self, x, params) -> tuple:
         """The shape of the op's output for input x and parameters params."""
-        return tuple(self.output_shape(tuple(x.shape), {n: tuple(p.shape) for n, p in zip(self.param_names, params)}))
+        return tuple(self.output_shape(tuple(x.shape), self.param_shapes(params)))
 
     def settings(self, eps=1e-6, approximate="none", dropout_p=0.0, seed=None) -> tuple:
         """The positional settings of ``forward_op`` after x and the parameters."""
@@ -162,8 +167,8 @@ class FusedOp:
         if x.device.type != "cpu" or self._fallback:
             return out, x.new_empty(0)
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        return out, x.new_empty(self.saved_shape(tuple(x.shape), rest[self.param_names.index("fc1_weight")].shape[0]),
-                                dtype=dtype)
+        params, _ = self._split(rest)
+        return out, x.new_empty(self.saved_shape(tuple(x.shape), self.param_shapes(params)), dtype=dtype)
 
     def _x_grad_flag(self, rest) -> bool:
         """The backward's trailing x_grad flag (True when the op has none or it is omitted)."""

@@ -15,9 +15,9 @@ def expected_shapes(x_shape, shapes):
                 fc2_weight=(dim, hidden), fc2_bias=(dim,))
 
 
-def saved_shape(x_shape, hidden):
+def saved_shape(x_shape, shapes):
     """A training step's saved activations: fc1's output U W1^T + b1 per token (channel_hidden)."""
-    return (*x_shape[:2], hidden)
+    return (*x_shape[:2], shapes["fc1_weight"][0])
 
 
 channel_mixing = FusedOp("channel_mixing", MLP_PARAMS, reference.channel_mixing, expected_shapes,

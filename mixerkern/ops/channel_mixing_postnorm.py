@@ -8,10 +8,10 @@ from ._fused_op import MLP_PARAMS, FusedOp
 from .channel_mixing import expected_shapes
 
 
-def _saved_shape(x_shape, hidden):
+def _saved_shape(x_shape, shapes):
     """A training step's saved activations: fc1's output (hidden) and the sum that LN normalizes
     (dim) of every token. The kernels keep them as two planes, all fc1 outputs then all sums."""
-    return (*x_shape[:2], hidden + x_shape[2])
+    return (*x_shape[:2], shapes["fc1_weight"][0] + x_shape[2])
 
 
 channel_mixing_postnorm = FusedOp("channel_mixing_postnorm", MLP_PARAMS, reference.channel_mixing_postnorm,

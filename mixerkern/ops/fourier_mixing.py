@@ -35,8 +35,14 @@ def fourier_mixing_as_matmuls(x, ln_weight, ln_bias, eps: float = 1e-6):
     return F.layer_norm(x + mixed, x.shape[-1:], ln_weight, ln_bias, eps)
 
 
+def _saved_shape(x_shape, shapes):
+    """A training step's saved activations: x + Re(FFT2(x)), the sum LN normalizes, so that the
+    backward transforms only the gradient (one FFT instead of two)."""
+    return x_shape
+
+
 fourier_mixing = FusedOp("fourier_mixing", PARAMS, reference.fourier_mixing, _expected_shapes,
-                         layout="(B, tokens, dim)", activation=False,
+                         layout="(B, tokens, dim)", activation=False, saved_shape=_saved_shape,
                          # Like torch.fft, autocast leaves it in x's precision: its gradient flows into
                          # LayerNorm'd residual streams, and rounded to bf16 it made an FNet's LN weight
                          # and bias gradients (sums over all B*P tokens) 20-100x less accurate than
