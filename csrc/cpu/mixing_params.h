@@ -258,8 +258,8 @@ inline size_t channel_scratch(int, int D, int H, bool backward, MixingForm form)
 // What MixingArgs::saved holds (channel mixing only; the token kernels ignore it): H = U W1^T + b1
 // of every row (B*P x H), followed, in the post-norm form, by the sum Z that its LayerNorm
 // normalizes, of every row (B*P x D). Two planes, not rows of [H | Z]: the backward read a block's
-// H rows, then its Z rows, each skipping every other KB, which left the hardware prefetcher
-// behind (that GELU pass took 3.6x the time it takes on contiguous rows).
+// H rows, then its Z rows, each skipping every other KB, and that GELU pass took 3.6x the time it
+// takes on contiguous rows (most likely the hardware prefetcher falling behind).
 inline int channel_saved_cols(int D, int H, MixingForm form) { return H + (form == MixingForm::PostNorm ? D : 0); }
 
 inline size_t round_to_lanes(size_t n) { return (n + 15) / 16 * 16; }  // keeps sub-buffers 64-byte aligned
