@@ -164,17 +164,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
   TORCH_CHECK(grad_out.sizes() == x_in.sizes() && grad_out.scalar_type() == x_in.scalar_type(), "mixerkern.", kOp,
               "_backward: grad_out must match x in shape and dtype, got ", shape_str(grad_out.sizes()), " ",
               grad_out.scalar_type());
-  // An empty `saved` (what the CUDA kernels' forward returns) means: transform x again.
-  const bool use_saved = saved_in.has_value() && saved_in->numel() > 0;
-  at::Tensor saved;
-  if (use_saved) {
-    TORCH_CHECK(saved_in->sizes() == x_in.sizes() && saved_in->scalar_type() == compute_dtype(x_in) &&
-                    saved_in->device().is_cpu(),
-                "mixerkern.", kOp, "_backward: saved must be what ", kOp, "_train returned for this x: shape ",
-                shape_str(x_in.sizes()), ", ", compute_dtype(x_in), " on the CPU; got ", shape_str(saved_in->sizes()),
-                ", ", saved_in->scalar_type(), " on ", saved_in->device());
-    saved = saved_in->contiguous();
-  }
+  const at::Tensor saved = saved_activations(kOp, saved_in, x_in, x_in.sizes());  // undefined: transform x again
+  const bool use_saved = saved.defined();
   const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
   at::Tensor dx = at::empty_like(x);
   const int64_t D = x.size(2);

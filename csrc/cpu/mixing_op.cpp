@@ -202,18 +202,9 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
   TORCH_CHECK(grad_out.sizes() == x_in.sizes() && grad_out.scalar_type() == x_in.scalar_type(),
               "mixerkern.", op_name(kind, form), "_backward: grad_out must match x in shape and dtype, got ",
               shape_str(grad_out.sizes()), " ", grad_out.scalar_type());
-  // An empty `saved` (what the CUDA kernels' forward returns) means: recompute.
-  const bool use_saved = saved_in.has_value() && saved_in->numel() > 0;
-  at::Tensor saved;
-  if (use_saved) {
-    const auto expected = saved_shape(kind, form, x_in, fc1_weight.size(0));
-    TORCH_CHECK(saved_in->sizes() == at::IntArrayRef(expected) && saved_in->scalar_type() == compute_dtype(x_in) &&
-                    saved_in->device().is_cpu(),
-                "mixerkern.", op_name(kind, form), "_backward: saved must be what ", op_name(kind, form),
-                "_train returned for this x: shape ", shape_str(expected), ", ", compute_dtype(x_in), " on the CPU; got ",
-                shape_str(saved_in->sizes()), ", ", saved_in->scalar_type(), " on ", saved_in->device());
-    saved = saved_in->contiguous();
-  }
+  const at::Tensor saved = saved_activations(op_name(kind, form), saved_in, x_in,
+                                             saved_shape(kind, form, x_in, fc1_weight.size(0)));
+  const bool use_saved = saved.defined();
   const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
   at::Tensor dx = at::empty_like(x);
   const int64_t D = x.size(2), H = fc1_weight.size(0), n1 = fc1_weight.numel(), n2 = fc2_weight.numel();

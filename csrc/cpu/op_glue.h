@@ -112,6 +112,19 @@ template <class S, class Work> void parallel_units(int64_t units, size_t scratch
 // The kernels' compute type for x: float64 for float64, else float32 (also the saved activations').
 inline at::ScalarType compute_dtype(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
 
+// A backward's `saved` argument, checked against what `<op>_train` returns for x: the contiguous
+// activations, or an undefined tensor when there are none (empty, as the CUDA kernels' forward
+// returns), which tells the kernels to recompute them.
+inline at::Tensor saved_activations(const char* op, const std::optional<at::Tensor>& saved, const at::Tensor& x,
+                                    at::IntArrayRef expected) {
+  if (!saved.has_value() || saved->numel() == 0) return at::Tensor();
+  TORCH_CHECK(saved->sizes() == expected && saved->scalar_type() == compute_dtype(x) && saved->device().is_cpu(),
+              "mixerkern.", op, "_backward: saved must be what ", op, "_train returned for this x: shape ",
+              shape_str(expected), ", ", compute_dtype(x), " on the CPU; got ", shape_str(saved->sizes()), ", ",
+              saved->scalar_type(), " on ", saved->device());
+  return saved->contiguous();
+}
+
 // Per-thread partial sums of the parameter gradients: one zeroed row of `per_thread` per thread.
 inline at::Tensor thread_partials(const at::Tensor& x, int64_t per_thread) {
   return at::zeros({at::get_num_threads(), per_thread}, x.options().dtype(compute_dtype(x)));
