@@ -164,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
   TORCH_CHECK(grad_out.sizes() == x_in.sizes() && grad_out.scalar_type() == x_in.scalar_type(), "mixerkern.", kOp,
               "_backward: grad_out must match x in shape and dtype, got ", shape_str(grad_out.sizes()), " ",
               grad_out.scalar_type());
-  const at::Tensor saved = saved_activations(kOp, saved_in, x_in, x_in.sizes());  // undefined: transform x again
+  const at::Tensor saved = saved_activations(kOp, saved_in, x_in, [&] { return x_in.sizes().vec(); });  // undefined: transform x again
   const bool use_saved = saved.defined();
   const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
   at::Tensor dx = at::empty_like(x);

@@ -203,7 +203,7 @@ MixingGrads mixing_backward(MixingKind kind, MixingForm form, const at::Tensor& 
               "mixerkern.", op_name(kind, form), "_backward: grad_out must match x in shape and dtype, got ",
               shape_str(grad_out.sizes()), " ", grad_out.scalar_type());
   const at::Tensor saved = saved_activations(op_name(kind, form), saved_in, x_in,
-                                             saved_shape(kind, form, x_in, fc1_weight.size(0)));
+                                             [&] { return saved_shape(kind, form, x_in, fc1_weight.size(0)); });
   const bool use_saved = saved.defined();
   const at::Tensor x = x_in.contiguous(), g = grad_out.contiguous();
   at::Tensor dx = at::empty_like(x);

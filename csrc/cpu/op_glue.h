@@ -8,6 +8,7 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dispatch.h"
 #include "types.h"
@@ -114,11 +115,13 @@ inline at::ScalarType compute_dtype(const at::Tensor& x) { return x.scalar_type(
 
 // A backward's `saved` argument, checked against what `<op>_train` returns for x: the contiguous
 // activations, or an undefined tensor when there are none (empty, as the CUDA kernels' forward
-// returns), which tells the kernels to recompute them.
-inline at::Tensor saved_activations(const char* op, const std::optional<at::Tensor>& saved, const at::Tensor& x,
-                                    at::IntArrayRef expected) {
+// returns), which tells the kernels to recompute them. expected_shape() is asked only when there are.
+template <class Shape>
+at::Tensor saved_activations(const char* op, const std::optional<at::Tensor>& saved, const at::Tensor& x,
+                             Shape&& expected_shape) {
   if (!saved.has_value() || saved->numel() == 0) return at::Tensor();
-  TORCH_CHECK(saved->sizes() == expected && saved->scalar_type() == compute_dtype(x) && saved->device().is_cpu(),
+  const std::vector<int64_t> expected = expected_shape();
+  TORCH_CHECK(saved->sizes() == at::IntArrayRef(expected) && saved->scalar_type() == compute_dtype(x) && saved->device().is_cpu(),
               "mixerkern.", op, "_backward: saved must be what ", op, "_train returned for this x: shape ",
               shape_str(expected), ", ", compute_dtype(x), " on the CPU; got ", shape_str(saved->sizes()), ", ",
               saved->scalar_type(), " on ", saved->device());
